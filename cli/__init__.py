@@ -1,0 +1,1 @@
+"""The `toyrlhf` command line, installed as `toyrlhf.cli`."""

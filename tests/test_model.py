@@ -1,0 +1,189 @@
+"""TinyLM: every hand-written backward against central finite differences (float64), sampling, determinism."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy import stats
+
+from toyrlhf.model import ModelConfig, TinyLM
+from toyrlhf.tokens import BOS, EOS, OUT_OFFSET, PAD
+
+REL_TOL = 1e-6
+
+
+def rel_err(a, b):
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-12)
+
+
+def fd_grad(model, f, eps=1e-5):
+    """Central finite differences of the scalar f() over every parameter of `model`."""
+    theta = model.get_flat()
+    g = np.zeros_like(theta)
+    for i in range(theta.size):
+        for sign in (+1, -1):
+            t = theta.copy()
+            t[i] += sign * eps
+            model.set_flat(t)
+            g[i] += sign * f()
+        g[i] /= 2 * eps
+    model.set_flat(theta)
+    return g
+
+
+def random_batch(rng, V, B, P, T):
+    prompts = np.concatenate([np.full((B, 1), BOS), rng.integers(3, V, (B, P - 1))], axis=1)
+    comp = rng.integers(OUT_OFFSET, V, (B, T))
+    lengths = rng.integers(1, T + 1, B)
+    mask = np.zeros((B, P + T), bool)
+    tokens = np.concatenate([prompts, comp], axis=1)
+    for b in range(B):
+        tokens[b, P + lengths[b]:] = PAD
+        mask[b, P:P + lengths[b]] = True
+    return tokens, mask
+
+
+def small_model(arch, seed, V=7, k=3, d=3, h=5):
+    return TinyLM(ModelConfig(vocab_size=V, arch=arch, context=k, embed=d, hidden=h), seed=seed, init="random")
+
+
+shapes = st.tuples(st.sampled_from(["mlp", "bigram"]), st.integers(0, 10_000), st.integers(4, 7),
+                   st.integers(1, 4), st.integers(1, 4), st.integers(2, 6), st.integers(1, 3),
+                   st.integers(1, 4), st.floats(0.5, 2.0))
+
+
+@settings(max_examples=12, deadline=None)
+@given(shapes)
+def test_logp_and_entropy_backward_matches_finite_differences(spec):
+    arch, seed, V, k, d, h, B, T, temp = spec
+    rng = np.random.default_rng(seed)
+    m = small_model(arch, seed, V, k, d, h)
+    tokens, mask = random_batch(rng, V, B, 2, T)
+    wl, we = rng.normal(size=tokens.shape), rng.normal(size=tokens.shape)
+
+    def f():
+        lp, ent, _ = m.logp_forward(tokens, mask, temp)
+        return float(np.sum(wl * lp) + np.sum(we * ent))
+
+    _, _, cache = m.logp_forward(tokens, mask, temp)
+    g = m.logp_backward(wl, cache, dentropy=we)
+    assert rel_err(g, fd_grad(m, f)) <= REL_TOL
+
+
+@pytest.mark.parametrize("arch", ["mlp", "bigram"])
+def test_cross_entropy_backward_matches_finite_differences(arch):
+    rng = np.random.default_rng(1)
+    m = small_model(arch, 1)
+    tokens, mask = random_batch(rng, 7, 4, 3, 4)
+
+    def f():
+        lp, _, _ = m.logp_forward(tokens, mask)
+        return float(-lp.sum() / mask.sum())
+
+    _, _, cache = m.logp_forward(tokens, mask)
+    g = m.logp_backward(-np.ones(tokens.shape) / mask.sum(), cache)
+    assert rel_err(g, fd_grad(m, f)) <= REL_TOL
+
+
+@pytest.mark.parametrize("arch", ["mlp", "bigram"])
+def test_value_head_backward_matches_finite_differences(arch):
+    rng = np.random.default_rng(2)
+    m = small_model(arch, 2)
+    tokens, mask = random_batch(rng, 7, 3, 3, 4)
+    w = rng.normal(size=tokens.shape)
+
+    def f():
+        return float(np.sum(w * m.value_forward(tokens, mask)[0]))
+
+    g = m.value_backward(w, m.value_forward(tokens, mask)[1])
+    assert rel_err(g, fd_grad(m, f)) <= REL_TOL
+
+
+@pytest.mark.parametrize("arch", ["mlp", "bigram"])
+def test_reward_head_backward_matches_finite_differences(arch):
+    rng = np.random.default_rng(3)
+    m = small_model(arch, 3)
+    tokens, mask = random_batch(rng, 7, 5, 3, 4)
+    w = rng.normal(size=5)
+
+    def f():
+        return float(np.sum(w * m.reward_forward(tokens, mask)[0]))
+
+    g = m.reward_backward(w, m.reward_forward(tokens, mask)[1])
+    assert rel_err(g, fd_grad(m, f)) <= REL_TOL
+
+
+def test_bigram_logp_depends_only_on_previous_token():
+    m = small_model("bigram", 4)
+    tokens = np.array([[BOS, 3, 4, 5], [BOS, 6, 4, 5]])
+    mask = np.array([[0, 0, 0, 1], [0, 0, 0, 1]], bool)
+    lp, _, _ = m.logp_forward(tokens, mask)
+    assert lp[0, 3] == lp[1, 3]
+
+
+def test_mlp_window_is_bos_padded_on_the_left():
+    m = small_model("mlp", 5, k=4)
+    X = m.contexts(np.array([[BOS, 3]]), np.array([0]), np.array([1]))
+    assert X.tolist() == [[BOS, BOS, BOS, 3]]
+
+
+def test_next_token_distributions_sum_to_one():
+    m = small_model("mlp", 6)
+    X = np.random.default_rng(0).integers(0, 7, (50, 3))
+    assert np.allclose(np.exp(m.next_logprobs(X, 0.7)).sum(1), 1.0, atol=1e-12)
+
+
+def test_sampling_same_seed_gives_same_samples():
+    m = small_model("mlp", 7)
+    prompts = np.array([[BOS, 3, 4]] * 16)
+    a = m.sample(prompts, 5, np.random.default_rng(11))
+    b = m.sample(prompts, 5, np.random.default_rng(11))
+    assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.logp, b.logp)
+
+
+def test_sampling_logp_equals_model_logp_under_temperature():
+    m = small_model("mlp", 8)
+    prompts = np.array([[BOS, 3, 4]] * 32)
+    s = m.sample(prompts, 5, np.random.default_rng(0), temperature=0.8)
+    lp, _, _ = m.logp_forward(s.tokens, s.mask, 0.8)
+    assert np.allclose(lp, s.logp, atol=1e-12)
+    # EOS ends a completion: nothing but PAD after it, and the mask stops with it
+    for row, mk in zip(s.tokens, s.mask):
+        comp = row[3:]
+        if EOS in comp:
+            e = list(comp).index(EOS)
+            assert (comp[e + 1:] == PAD).all() and mk[3:].sum() == e + 1
+
+
+def test_sampled_frequencies_match_model_probabilities_chi_square():
+    """Two-token completions from one prompt: empirical counts vs exact probabilities.
+
+    Threshold: reject if the chi-square p-value < 1e-3 (fixed seed, so the test is deterministic;
+    a correct sampler fails with probability 1e-3 over seeds)."""
+    m = small_model("mlp", 9, V=5)
+    n = 40_000
+    prompts = np.array([[BOS, 3]] * n)
+    s = m.sample(prompts, 2, np.random.default_rng(123))
+    comp = s.tokens[:, 2:]
+    Vo = 3
+    # exact probability of every completion (first token, then second unless the first was EOS)
+    lp1 = m.next_logprobs(m.contexts(np.array([[BOS, 3]]), np.array([0]), np.array([1])))[0]
+    probs, keys = [], []
+    for a in range(Vo):
+        ta = a + OUT_OFFSET
+        if ta == EOS:
+            probs.append(np.exp(lp1[a])); keys.append((ta, PAD))
+            continue
+        lp2 = m.next_logprobs(m.contexts(np.array([[BOS, 3, ta]]), np.array([0]), np.array([2])))[0]
+        for c in range(Vo):
+            probs.append(np.exp(lp1[a] + lp2[c])); keys.append((ta, c + OUT_OFFSET))
+    probs = np.array(probs)
+    assert abs(probs.sum() - 1) < 1e-12
+    counts = np.array([np.sum((comp[:, 0] == a) & (comp[:, 1] == c)) for a, c in keys])
+    assert counts.sum() == n
+    p = stats.chisquare(counts, probs * n).pvalue
+    assert p > 1e-3
+
+
+def test_logp_rejects_mask_on_first_position():
+    m = small_model("mlp", 10)
+    with pytest.raises(ValueError):
+        m.logp_forward(np.array([[BOS, 3]]), np.array([[True, False]]))

@@ -1,0 +1,346 @@
+"""TinyLM: a bigram table or a Bengio-style context-window MLP, with value and reward heads, and hand-written backprop.
+
+Forward, for a context of the last k tokens (BOS-padded on the left):
+
+    mlp:     E   = concat(emb[x_1], ..., emb[x_k])          (N, k*d)
+             pre = E @ W1 + b1                              (N, h)
+             H   = tanh(pre)                                (N, h)     the trunk's features
+    bigram:  H   = onehot(x_k)                              (N, V)     no trunk parameters
+
+    LM head:     logits = H @ W2 (+ b2)                     (N, V_out) over output ids EOS and task tokens
+                 logp   = log_softmax(logits / T)[target]   (N,)       T = sampling temperature
+    value head:  v      = H @ wv + bv                       (N,)       PPO critic, one value per state
+    reward head: r      = mean_{completion windows}(H) @ wr + br    (B,)   completion-pooled scalar
+
+Every head has `forward -> (out, cache)` and `backward(dout, cache) -> grads`; gradients are named d<name>
+and returned in a flat vector laid out like the parameters (`get_flat` / `set_flat`), so gradient checks,
+optimisers and the exact engine all work on one array.
+
+Which window is a row? A row is named by (b, end): the window tokens[b, end-k+1 .. end].
+  * log-prob of token t and the value V(s_t) of the state before it use the window ending at t - 1;
+  * the reward head pools the windows ending at each completion token (the text the RM reads).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .tokens import BOS, EOS, OUT_OFFSET, PAD
+
+ARCHS = ("mlp", "bigram")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a TinyLM."""
+
+    vocab_size: int
+    """V: all token ids, specials included (the LM head predicts V - 2 of them: no PAD, no BOS)."""
+    arch: str = "mlp"
+    """'mlp' (context window -> tanh hidden layer) or 'bigram' (a V x V_out logit table)."""
+    context: int = 4
+    """k: tokens the MLP sees (the bigram always sees 1)."""
+    embed: int = 16
+    """d: embedding width per context token."""
+    hidden: int = 128
+    """h: width of the tanh layer (the trunk's feature width)."""
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHS)}")
+        for name in ("vocab_size", "context", "embed", "hidden"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"model {name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.vocab_size < 4:
+            raise ValueError("vocab_size must include PAD, BOS, EOS and at least one task token")
+
+    @property
+    def n_out(self) -> int:
+        return self.vocab_size - OUT_OFFSET
+
+    @property
+    def features(self) -> int:
+        return self.hidden if self.arch == "mlp" else self.vocab_size
+
+    @property
+    def window(self) -> int:
+        return self.context if self.arch == "mlp" else 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every parameter, in flat-vector order. Heads: lm (W2, b2), value (wv, bv), reward (wr, br)."""
+    F, Vo = cfg.features, cfg.n_out
+    shapes: dict[str, tuple[int, ...]] = {}
+    if cfg.arch == "mlp":
+        shapes["emb"] = (cfg.vocab_size, cfg.embed)
+        shapes["W1"] = (cfg.context * cfg.embed, cfg.hidden)
+        shapes["b1"] = (cfg.hidden,)
+    shapes["W2"] = (F, Vo)
+    if cfg.arch == "mlp":
+        shapes["b2"] = (Vo,)  # a bigram table needs no separate bias
+    shapes["wv"] = (F,)
+    shapes["bv"] = (1,)
+    shapes["wr"] = (F,)
+    shapes["br"] = (1,)
+    return shapes
+
+
+TRUNK = ("emb", "W1", "b1")
+ROLE_PARAMS = {
+    "policy": TRUNK + ("W2", "b2"),
+    "value": TRUNK + ("wv", "bv"),
+    "reward": TRUNK + ("wr", "br"),
+}
+
+
+def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    out, i = {}, 0
+    for name, shape in shapes.items():
+        n = int(np.prod(shape))
+        out[name] = flat[i:i + n].reshape(shape)
+        i += n
+    return out
+
+
+class TinyLM:
+    """A tiny autoregressive LM whose parameters live in one flat float64 vector (`self.flat`)."""
+
+    def __init__(self, config: ModelConfig, seed: int | np.random.Generator = 0, init: str = "default"):
+        self.config = config
+        self.shapes = param_shapes(config)
+        self.flat = np.zeros(sum(int(np.prod(s)) for s in self.shapes.values()))
+        self.params = _views(self.flat, self.shapes)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._init_params(rng, init)
+
+    # ---------------------------------------------------------------- parameters
+    def _init_params(self, rng: np.random.Generator, init: str) -> None:
+        cfg, p = self.config, self.params
+        if cfg.arch == "mlp":
+            p["emb"][:] = rng.normal(0.0, 1.0, p["emb"].shape)
+            p["W1"][:] = rng.normal(0.0, 1.0 / np.sqrt(cfg.context * cfg.embed), p["W1"].shape)
+            p["W2"][:] = rng.normal(0.0, 0.1 / np.sqrt(cfg.hidden), p["W2"].shape)
+        if init == "random":  # every parameter random and non-symmetric: for gradient checks
+            for name, arr in p.items():
+                arr[:] = rng.normal(0.0, 0.5, arr.shape)
+
+    def get_flat(self) -> np.ndarray:
+        return self.flat.copy()
+
+    def set_flat(self, flat: np.ndarray) -> None:
+        flat = np.asarray(flat, dtype=np.float64)
+        if flat.shape != self.flat.shape:
+            raise ValueError(f"expected {self.flat.shape[0]} parameters, got {flat.shape}")
+        self.flat[:] = flat
+
+    def copy(self) -> "TinyLM":
+        other = TinyLM.__new__(TinyLM)
+        other.config, other.shapes = self.config, self.shapes
+        other.flat = self.flat.copy()
+        other.params = _views(other.flat, other.shapes)
+        return other
+
+    def zeros_like_params(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        g = np.zeros_like(self.flat)
+        return g, _views(g, self.shapes)
+
+    def num_params(self, role: str | None = None) -> int:
+        """Parameters a model in `role` ('policy', 'value', 'reward') uses; all if role is None."""
+        names = self.shapes if role is None else [n for n in ROLE_PARAMS[role] if n in self.shapes]
+        return int(sum(np.prod(self.shapes[n]) for n in names))
+
+    # ---------------------------------------------------------------- rows
+    def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be (B, L), got shape {tokens.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+        return tokens
+
+    def contexts(self, tokens: np.ndarray, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Windows (N, k) of tokens[rows[n], ends[n]-k+1 .. ends[n]], BOS-padded on the left."""
+        return kernels._gather_contexts(self._check_tokens(tokens), np.ascontiguousarray(rows, np.int64),
+                                        np.ascontiguousarray(ends, np.int64), self.config.window, BOS)
+
+    # ---------------------------------------------------------------- trunk
+    def trunk_forward(self, X: np.ndarray):
+        """X (N, k) context ids -> (H (N, F), cache)."""
+        cfg, p = self.config, self.params
+        if cfg.arch == "bigram":
+            H = kernels._one_hot_last(X, cfg.vocab_size)       # (N, V)
+            return H, (X, None, H)
+        E = kernels._embed_concat(X, p["emb"])                 # (N, k*d)
+        pre = E @ p["W1"] + p["b1"]                            # (N, h)
+        H = np.tanh(pre)                                       # (N, h)
+        return H, (X, E, H)
+
+    def trunk_backward(self, dH: np.ndarray, cache, grads: dict[str, np.ndarray]) -> None:
+        """Accumulate the trunk's parameter gradients from dH (N, F) into `grads`."""
+        X, E, H = cache
+        if self.config.arch == "bigram":
+            return
+        dpre = dH * (1.0 - H * H)                              # (N, h)   tanh' = 1 - tanh^2
+        grads["W1"] += E.T @ dpre                              # (k*d, h)
+        grads["b1"] += dpre.sum(axis=0)                        # (h,)
+        dE = dpre @ self.params["W1"].T                        # (N, k*d)
+        kernels._embed_backward(X, np.ascontiguousarray(dE), grads["emb"])
+
+    def _logits(self, H: np.ndarray) -> np.ndarray:
+        logits = H @ self.params["W2"]                         # (N, V_out)
+        if "b2" in self.params:
+            logits += self.params["b2"]
+        return logits
+
+    # ---------------------------------------------------------------- LM head
+    def next_logprobs(self, X: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """Log-probabilities (N, V_out) of the next token after each context window X (N, k)."""
+        H, _ = self.trunk_forward(X)
+        return kernels._log_softmax(self._logits(H), 1.0 / temperature)
+
+    def logp_forward(self, tokens: np.ndarray, mask: np.ndarray, temperature: float = 1.0):
+        """Per-token log-probs of the tokens where mask is True.
+
+        tokens (B, L) int, mask (B, L) bool (never True at t = 0) -> (logp (B, L), entropy (B, L), cache),
+        logp[b, t] = log pi(tokens[b, t] | window ending at t-1) with logits / temperature; entropy[b, t] is the
+        entropy of that next-token distribution. Both are 0 where mask is False.
+        """
+        tokens = self._check_tokens(tokens)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != tokens.shape:
+            raise ValueError(f"mask shape {mask.shape} != tokens shape {tokens.shape}")
+        if mask[:, 0].any():
+            raise ValueError("the first position has no context: mask[:, 0] must be False")
+        rows, cols = np.nonzero(mask)
+        targets = tokens[rows, cols] - OUT_OFFSET
+        if targets.size and targets.min() < 0:
+            raise ValueError("PAD and BOS cannot be predicted: they are input-only tokens")
+        X = self.contexts(tokens, rows, cols - 1)                     # (N, k)
+        H, tcache = self.trunk_forward(X)                             # (N, F)
+        logprobs = kernels._log_softmax(self._logits(H), 1.0 / temperature)   # (N, V_out)
+        n = rows.shape[0]
+        lp = logprobs[np.arange(n), targets]                          # (N,)
+        ent = -(np.exp(logprobs) * logprobs).sum(axis=1)              # (N,)
+        logp = np.zeros(tokens.shape)
+        entropy = np.zeros(tokens.shape)
+        logp[rows, cols] = lp
+        entropy[rows, cols] = ent
+        cache = (rows, cols, targets, logprobs, H, tcache, temperature)
+        return logp, entropy, cache
+
+    def logp_backward(self, dlogp: np.ndarray, cache, dentropy: np.ndarray | None = None) -> np.ndarray:
+        """Gradient (flat) of sum(dlogp * logp + dentropy * entropy) with respect to the parameters."""
+        rows, cols, targets, logprobs, H, tcache, temperature = cache
+        dlp = np.ascontiguousarray(dlogp[rows, cols], dtype=np.float64)               # (N,)
+        dent = (np.zeros_like(dlp) if dentropy is None
+                else np.ascontiguousarray(dentropy[rows, cols], dtype=np.float64))
+        dlogits = kernels._dlogits(logprobs, targets, dlp, dent, 1.0 / temperature)    # (N, V_out)
+        g, grads = self.zeros_like_params()
+        grads["W2"] += H.T @ dlogits                                                   # (F, V_out)
+        if "b2" in grads:
+            grads["b2"] += dlogits.sum(axis=0)
+        dH = dlogits @ self.params["W2"].T                                             # (N, F)
+        self.trunk_backward(dH, tcache, grads)
+        return g
+
+    # ---------------------------------------------------------------- value head
+    def value_forward(self, tokens: np.ndarray, mask: np.ndarray):
+        """V(s_t) for the state before each masked token t: (values (B, L), cache); 0 where mask is False."""
+        tokens = self._check_tokens(tokens)
+        rows, cols = np.nonzero(mask)
+        X = self.contexts(tokens, rows, cols - 1)
+        H, tcache = self.trunk_forward(X)                                  # (N, F)
+        v = H @ self.params["wv"] + self.params["bv"][0]                   # (N,)
+        values = np.zeros(tokens.shape)
+        values[rows, cols] = v
+        return values, (rows, cols, H, tcache)
+
+    def value_backward(self, dvalues: np.ndarray, cache) -> np.ndarray:
+        rows, cols, H, tcache = cache
+        dv = dvalues[rows, cols]                                           # (N,)
+        g, grads = self.zeros_like_params()
+        grads["wv"] += H.T @ dv                                            # (F,)
+        grads["bv"] += dv.sum()
+        self.trunk_backward(np.outer(dv, self.params["wv"]), tcache, grads)
+        return g
+
+    # ---------------------------------------------------------------- reward head
+    def reward_forward(self, tokens: np.ndarray, mask: np.ndarray):
+        """Completion-pooled scalar reward: r_b = mean over completion tokens t of H(window ending at t) @ wr + br."""
+        tokens = self._check_tokens(tokens)
+        rows, cols = np.nonzero(mask)
+        B = tokens.shape[0]
+        counts = np.bincount(rows, minlength=B).astype(np.float64)
+        if (counts == 0).any():
+            raise ValueError("every sequence needs at least one completion token for the reward head")
+        X = self.contexts(tokens, rows, cols)                              # windows ending AT each token
+        H, tcache = self.trunk_forward(X)                                  # (N, F)
+        s = H @ self.params["wr"]                                          # (N,)
+        pooled = np.bincount(rows, weights=s, minlength=B) / counts        # (B,)
+        r = pooled + self.params["br"][0]
+        return r, (rows, counts, H, tcache)
+
+    def reward_backward(self, dr: np.ndarray, cache) -> np.ndarray:
+        rows, counts, H, tcache = cache
+        ds = (np.asarray(dr, dtype=np.float64) / counts)[rows]             # (N,)  d r_b / d s_n = 1/count_b
+        g, grads = self.zeros_like_params()
+        grads["wr"] += H.T @ ds
+        grads["br"] += float(np.sum(dr))
+        self.trunk_backward(np.outer(ds, self.params["wr"]), tcache, grads)
+        return g
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, prompts: np.ndarray, max_new_tokens: int, rng: np.random.Generator,
+               temperature: float = 1.0) -> "Samples":
+        """Autoregressive sampling of the whole batch one token step at a time.
+
+        prompts (B, P) -> Samples(tokens (B, P+T), mask (B, P+T), logp (B, P+T)); a row stops at EOS (kept)
+        and is PAD afterwards. logp is taken from the temperature-scaled distribution actually sampled from.
+        One uniform per row per step is drawn whether or not the row is finished (until every row is), so
+        the samples depend only on the parameters and the generator's state.
+        """
+        prompts = self._check_tokens(prompts)
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        B, P = prompts.shape
+        T = int(max_new_tokens)
+        tokens = np.full((B, P + T), PAD, dtype=np.int64)
+        tokens[:, :P] = prompts
+        mask = np.zeros((B, P + T), dtype=bool)
+        logp = np.zeros((B, P + T))
+        alive = np.ones(B, dtype=bool)
+        rows = np.arange(B)
+        for t in range(T):
+            X = self.contexts(tokens, rows, np.full(B, P + t - 1))
+            lps = self.next_logprobs(X, temperature)                  # (B, V_out)
+            pick = kernels._categorical(lps, rng.random(B))            # (B,)
+            tokens[alive, P + t] = pick[alive] + OUT_OFFSET
+            logp[alive, P + t] = lps[rows, pick][alive]
+            mask[alive, P + t] = True
+            alive &= (pick + OUT_OFFSET) != EOS
+            if not alive.any():
+                break
+        return Samples(tokens, mask, logp)
+
+    # ---------------------------------------------------------------- persistence
+    def state(self) -> dict[str, np.ndarray]:
+        return {"flat": self.flat.copy()}
+
+    @classmethod
+    def from_state(cls, config: ModelConfig, state: dict) -> "TinyLM":
+        m = cls(config, seed=0)
+        m.set_flat(state["flat"])
+        return m
+
+
+@dataclass
+class Samples:
+    tokens: np.ndarray
+    mask: np.ndarray
+    logp: np.ndarray

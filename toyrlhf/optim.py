@@ -1,0 +1,61 @@
+"""Adam (Kingma & Ba 2015, Algorithm 1) and global gradient-norm clipping, on flat parameter vectors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def clip_grad_norm(grad: np.ndarray, max_norm: float | None) -> tuple[np.ndarray, float]:
+    """Scale `grad` so that ||grad||_2 <= max_norm (Pascanu et al. 2013). Returns (clipped grad, norm before)."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    if max_norm is not None and max_norm > 0 and norm > max_norm:
+        return grad * (max_norm / norm), norm
+    return grad, norm
+
+
+@dataclass
+class Adam:
+    """Bias-corrected Adam. The update of Kingma & Ba 2015, Algorithm 1:
+
+        m_t = b1 m_{t-1} + (1 - b1) g_t            v_t = b2 v_{t-1} + (1 - b2) g_t^2
+        m^_t = m_t / (1 - b1^t)                     v^_t = v_t / (1 - b2^t)
+        theta_t = theta_{t-1} - lr * m^_t / (sqrt(v^_t) + eps)
+
+    eps sits outside the square root, as in the paper (and torch.optim.Adam); TensorFlow's variant
+    puts an eps-hat on the bias-corrected form, one of the "37 details" that change early steps.
+    """
+
+    n_params: int
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        if not (self.lr > 0):
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        self.m = np.zeros(self.n_params)
+        self.v = np.zeros(self.n_params)
+        self.t = 0
+
+    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
+        """Update `params` in place, descending `grad`."""
+        self.t += 1
+        self.m *= self.beta1
+        self.m += (1.0 - self.beta1) * grad
+        self.v *= self.beta2
+        self.v += (1.0 - self.beta2) * grad * grad
+        m_hat = self.m / (1.0 - self.beta1 ** self.t)
+        v_hat = self.v / (1.0 - self.beta2 ** self.t)
+        params -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}
+
+    def load_state(self, state: dict) -> None:
+        if state["m"].shape != self.m.shape:
+            raise ValueError("optimizer state does not match the model's parameter count")
+        self.m[:] = state["m"]
+        self.v[:] = state["v"]
+        self.t = int(state["t"])

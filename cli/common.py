@@ -1,0 +1,51 @@
+"""Progress bars on stderr (so stdout stays the summary) with live figures."""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import click
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str, keys: tuple[str, ...] = ()):
+    """Yields callback(step, metrics) that advances the bar and shows the named metrics."""
+    state = {"text": ""}
+
+    def show(_):
+        return state["text"]
+
+    with click.progressbar(length=total, label=label, file=sys.stderr, item_show_func=show,
+                           show_eta=True, width=24) as bar:
+        last = {"step": -1}
+
+        def update(step: int, metrics: dict) -> None:
+            parts = [f"{k}={metrics[k]:.3f}" for k in keys if k in metrics and metrics[k] is not None]
+            state["text"] = " ".join(parts)
+            bar.update(step - last["step"])
+            last["step"] = step
+
+        yield update
+
+
+def timed(fn):
+    """Run fn() and return (result, seconds)."""
+    import time
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def echo_summary(title: str, rows: list[tuple[str, object]]) -> None:
+    """The short summary every command ends with: a title and aligned key: value lines on stdout."""
+    click.echo(title)
+    width = max((len(k) for k, _ in rows), default=0)
+    for k, v in rows:
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        click.echo(f"  {k:<{width}}  {v}")
+
+
+def set_option(f):
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help="Override any config setting (repeatable), e.g. --set lr=1e-3")(f)

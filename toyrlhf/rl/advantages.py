@@ -1,0 +1,313 @@
+"""Advantage estimators, written as the papers write them (pure NumPy, float64, no model code).
+
+Batch conventions (see ``toyrlhf/tokens.py``): token-level arrays are padded ``(B, L)`` with a bool
+``completion_mask`` (``mask``) that is True on completion tokens (EOS included); sequence-level arrays are ``(B,)``.
+Group-based estimators assume rows are grouped consecutively: group ``g`` is rows ``g*G .. (g+1)*G - 1``
+(the G completions sampled for one prompt).
+
+Every token-level output is 0 outside the mask.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "gae",
+    "group_advantages",
+    "rloo_advantages",
+    "reinforce_advantages",
+    "batch_normalize",
+    "process_advantages",
+    "broadcast_to_tokens",
+    "zero_std_groups",
+]
+
+_SCALES = ("std", "none")
+_STDS = ("population", "sample")
+
+
+def _as_mask(mask, shape) -> np.ndarray:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"mask has shape {mask.shape}, expected {tuple(shape)}")
+    return mask
+
+
+def _grouped(rewards, G: int, *, min_group: int = 2) -> np.ndarray:
+    """Rewards (B,) -> (B // G, G), checking the group layout."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be 1-D (B,), got shape {rewards.shape}")
+    G = int(G)
+    if G < min_group:
+        raise ValueError(f"group size G={G} must be >= {min_group}")
+    if rewards.shape[0] % G:
+        raise ValueError(f"batch size {rewards.shape[0]} is not a multiple of the group size G={G}")
+    return rewards.reshape(-1, G)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}; expected one of {choices}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Critic-based: GAE
+# ----------------------------------------------------------------------------------------------------------------
+
+def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    r"""Generalized Advantage Estimation and the lambda-returns used as value targets.
+
+    Schulman et al. 2015, "High-Dimensional Continuous Control Using Generalized Advantage Estimation",
+    eq. 16 (with the TD residual of their §3), in the truncated form of Schulman et al. 2017 (PPO) eqs. 11-12:
+
+        delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)
+        A_t     = sum_{l >= 0} (gamma * lam)^l * delta_{t+l}      computed as  A_t = delta_t + gamma*lam*A_{t+1}
+        R_t     = A_t + V(s_t)                                    (the lambda-return, the critic's target)
+
+    Special cases: lam = 0 gives the one-step TD error delta_t; lam = 1 gives the discounted return-to-go minus V(s_t).
+
+    Args:
+        rewards: (B, L) per-token rewards on completion positions (e.g. the RM score on the last token plus
+            per-token KL penalties, DeepSeekMath eq. 2). Entries outside ``mask`` are ignored.
+        values: (B, L) ``values[b, t] = V(s_t)``, the critic's estimate for the state *before* token t is emitted.
+            Entries outside ``mask`` are ignored.
+        mask: (B, L) bool completion mask. Each row's completion must be one contiguous run (as ``tokens.join``
+            builds it); the episode ends after the last masked token (EOS or truncation at max_new_tokens), so the
+            bootstrap value V(s_{T}) after it is 0.
+        gamma, lam: discount and GAE lambda.
+
+    Returns:
+        (advantages, returns), both (B, L) float64, 0 outside the mask.
+
+    The recursion is a loop over the L time steps, vectorised over the B rows.
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if rewards.shape != values.shape or rewards.ndim != 2:
+        raise ValueError(f"rewards {rewards.shape} and values {values.shape} must both be (B, L)")
+    mask = _as_mask(mask, rewards.shape)
+    B, L = rewards.shape
+    adv = np.zeros((B, L), dtype=np.float64)
+    next_value = np.zeros(B, dtype=np.float64)  # V(s_{t+1}); 0 past the end of the episode
+    next_adv = np.zeros(B, dtype=np.float64)    # A_{t+1};    0 past the end of the episode
+    gl = gamma * lam
+    for t in range(L - 1, -1, -1):
+        m = mask[:, t]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        a = delta + gl * next_adv
+        adv[:, t] = np.where(m, a, 0.0)
+        next_value = np.where(m, values[:, t], 0.0)
+        next_adv = adv[:, t]
+    returns = np.where(mask, adv + values, 0.0)
+    return adv, returns
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Critic-free, sequence level: one scalar per completion
+# ----------------------------------------------------------------------------------------------------------------
+
+def group_advantages(rewards, G: int, *, scale: str = "std", std: str = "population",
+                     eps: float = 1e-6) -> np.ndarray:
+    r"""Group-relative advantages for G completions of the same prompt.
+
+    scale="std"  (GRPO outcome supervision; Shao et al. 2024, DeepSeekMath §4.1.2, used in eq. 3):
+        A_i = (r_i - mean(r_group)) / (std(r_group) + eps)
+    scale="none" (Dr. GRPO; Liu et al. 2025 §3, "group_mean"):
+        A_i = r_i - mean(r_group)
+
+    ``std="population"`` divides the variance by G (``np.std``, ddof=0); ``std="sample"`` by G - 1 (``torch.std``'s
+    default, ddof=1). For rewards [1, 0, 0, 0]: population gives [sqrt(3), -1/sqrt(3), ...] = [1.732, -0.577, ...],
+    sample gives [1.5, -0.5, ...]. The ``eps`` is an implementation guard (the papers divide by std alone); a group
+    whose rewards are all equal gets advantage 0 either way (see ``zero_std_groups``).
+
+    Args:
+        rewards: (B,) one scalar reward per completion, rows grouped consecutively (group g = rows g*G..(g+1)*G-1).
+        G: group size (>= 2, divides B).
+
+    Returns:
+        (B,) float64 advantages (use ``broadcast_to_tokens`` to put them on every completion token).
+
+    Raises:
+        ValueError: if B % G != 0, G < 2, or an unknown ``scale``/``std``.
+    """
+    _check_choice("scale", scale, _SCALES)
+    _check_choice("std", std, _STDS)
+    r = _grouped(rewards, G)
+    centred = r - r.mean(axis=1, keepdims=True)
+    if scale == "std":
+        sd = r.std(axis=1, ddof=0 if std == "population" else 1, keepdims=True)
+        centred = centred / (sd + eps)
+    return centred.reshape(-1)
+
+
+def rloo_advantages(rewards, G: int) -> np.ndarray:
+    r"""REINFORCE Leave-One-Out advantages.
+
+    Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human
+    Feedback in LLMs" (RLOO; leave-one-out baseline of Kool et al. 2019):
+
+        A_i = r_i - (1 / (G - 1)) * sum_{j != i} r_j  =  G / (G - 1) * (r_i - mean(r_group))
+
+    The second form is the identity of Liu et al. 2025 (Dr. GRPO) App. A: Dr. GRPO's advantage is RLOO's up to the
+    constant G/(G-1). The baseline does not depend on y_i, so the policy-gradient estimate is unbiased.
+
+    Args:
+        rewards: (B,) rows grouped consecutively in groups of G (>= 2, divides B).
+
+    Returns:
+        (B,) float64.
+    """
+    r = _grouped(rewards, G)
+    G = r.shape[1]
+    loo_mean = (r.sum(axis=1, keepdims=True) - r) / (G - 1)
+    return (r - loo_mean).reshape(-1)
+
+
+def reinforce_advantages(rewards) -> np.ndarray:
+    r"""REINFORCE with a batch-mean baseline: A_i = r_i - (1/B) sum_j r_j.
+
+    Williams 1992 (REINFORCE with a constant baseline b, here the batch mean of the rewards). The baseline uses r_i
+    itself, so the estimate carries an O(1/B) bias (use ``rloo_advantages`` for the unbiased leave-one-out version).
+
+    Args:
+        rewards: (B,).
+
+    Returns:
+        (B,) float64.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 1:
+        raise ValueError(f"rewards must be 1-D (B,), got shape {r.shape}")
+    return r - r.mean()
+
+
+def batch_normalize(adv, mask=None, eps: float = 1e-8, *, shift_mean: bool = True,
+                    std: str = "population") -> np.ndarray:
+    r"""Global (whole-batch) advantage whitening.
+
+        shift_mean=True:   A' = (A - mean(A)) / (std(A) + eps)
+        shift_mean=False:  A' = A / (std(A) + eps)          (scale only; keeps e.g. a group baseline already applied)
+
+    mean and std are taken over the masked entries (all entries if ``mask`` is None). This is PPO's per-batch
+    advantage normalisation (Huang et al. 2022, "The 37 Implementation Details of Proximal Policy Optimization",
+    normalisation of advantages) and REINFORCE++'s global normalisation (Hu et al. 2025, A^norm =
+    (A - mean_batch(A)) / std_batch(A); "REINFORCE++ w/ baseline" subtracts the group mean first, then calls this with
+    shift_mean=False or True). Note: TRL's ``whiten(shift_mean=False)`` adds the mean *back*; here shift_mean=False
+    simply does not subtract it.
+
+    Args:
+        adv: any shape, e.g. (B,) sequence advantages or (B, L) token advantages.
+        mask: optional bool array of the same shape; entries outside it are excluded from the statistics and
+            returned as 0.
+        std: "population" (ddof=0, the default: the result has population std ~1) or "sample" (ddof=1).
+
+    Returns:
+        float64 array of the same shape.
+    """
+    _check_choice("std", std, _STDS)
+    a = np.asarray(adv, dtype=np.float64)
+    m = np.ones(a.shape, dtype=bool) if mask is None else _as_mask(mask, a.shape)
+    vals = a[m]
+    if vals.size == 0:
+        return np.zeros_like(a)
+    ddof = 0 if std == "population" else 1
+    mean = vals.mean()
+    sd = vals.std(ddof=ddof) if vals.size > ddof else 0.0
+    out = (a - mean) if shift_mean else a
+    return np.where(m, out / (sd + eps), 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token level from step rewards (process supervision)
+# ----------------------------------------------------------------------------------------------------------------
+
+def process_advantages(step_rewards, step_end, G: int, *, scale: str = "std", std: str = "population",
+                       eps: float = 1e-6, mask=None) -> np.ndarray:
+    r"""GRPO with process supervision (Shao et al. 2024, DeepSeekMath §4.1.3).
+
+    A process reward model scores each reasoning step; ``index(j)`` is the token index where step j ends. All step
+    rewards of one group, R = {r_i^{index(j)} : i in group, j}, are normalised *together*:
+
+        r~_i^{index(j)} = (r_i^{index(j)} - mean(R)) / (std(R) + eps)       (scale="none": r - mean(R))
+
+    and the advantage of token t is the sum of the normalised rewards of the steps ending at or after t:
+
+        A_{i,t} = sum_{index(j) >= t} r~_i^{index(j)}
+
+    Args:
+        step_rewards: (B, L) the step reward at each step-end position (other entries are ignored).
+        step_end: (B, L) bool, True at the last token of each step.
+        G: group size (rows grouped consecutively; >= 2, divides B).
+        scale, std, eps: as in ``group_advantages`` (statistics over the group's step rewards, not its rows).
+        mask: optional (B, L) completion mask; if given, the output is 0 outside it (without it, prompt positions
+            before the completion carry the sum of all the row's normalised step rewards).
+
+    Returns:
+        (B, L) float64 token advantages (0 after a row's last step end).
+    """
+    _check_choice("scale", scale, _SCALES)
+    _check_choice("std", std, _STDS)
+    r = np.asarray(step_rewards, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError(f"step_rewards must be (B, L), got shape {r.shape}")
+    ends = _as_mask(step_end, r.shape)
+    B, L = r.shape
+    _grouped(np.zeros(B), G)  # validates G and B % G
+    n_groups = B // G
+    rg = np.where(ends, r, 0.0).reshape(n_groups, G * L)
+    eg = ends.reshape(n_groups, G * L)
+    count = eg.sum(axis=1, keepdims=True).astype(np.float64)
+    mean = rg.sum(axis=1, keepdims=True) / np.maximum(count, 1.0)
+    centred = np.where(eg, rg - mean, 0.0)
+    if scale == "std":
+        ddof = 0 if std == "population" else 1
+        dof = count - ddof
+        var = np.where(dof > 0, (centred ** 2).sum(axis=1, keepdims=True) / np.maximum(dof, 1.0), 0.0)
+        centred = centred / (np.sqrt(var) + eps)
+    norm = centred.reshape(B, L)
+    # sum over step ends at or after t: reverse cumulative sum along time
+    adv = np.cumsum(norm[:, ::-1], axis=1)[:, ::-1]
+    if mask is not None:
+        adv = np.where(_as_mask(mask, r.shape), adv, 0.0)
+    return np.ascontiguousarray(adv)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+def broadcast_to_tokens(seq_values, mask) -> np.ndarray:
+    r"""Put one value per sequence on every completion token: out[b, t] = seq_values[b] if mask[b, t] else 0.
+
+    This is how outcome-supervised GRPO assigns A_{i,t} = r~_i to all tokens of o_i (Shao et al. 2024 §4.1.2).
+
+    Args:
+        seq_values: (B,).
+        mask: (B, L) bool.
+
+    Returns:
+        (B, L) float64.
+    """
+    v = np.asarray(seq_values, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    if v.ndim != 1 or mask.ndim != 2 or mask.shape[0] != v.shape[0]:
+        raise ValueError(f"seq_values {v.shape} must be (B,) and mask {mask.shape} (B, L)")
+    return np.where(mask, v[:, None], 0.0)
+
+
+def zero_std_groups(rewards, G: int) -> np.ndarray:
+    r"""Which groups have all-equal rewards (hence zero group-relative advantage and zero policy gradient).
+
+    These are the groups DAPO's dynamic sampling filters out (Yu et al. 2025, the constraint
+    0 < |{o_i : is_equivalent(a, o_i)}| < G of eq. 8 / §3.2): every completion of the prompt right, or every one wrong.
+    Equality is exact (``max == min``).
+
+    Args:
+        rewards: (B,) rows grouped consecutively in groups of G (>= 1, divides B).
+
+    Returns:
+        (B // G,) bool.
+    """
+    r = _grouped(rewards, G, min_group=1)
+    return r.max(axis=1) == r.min(axis=1)

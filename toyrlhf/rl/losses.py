@@ -1,0 +1,500 @@
+"""RL losses with their exact gradients, written as the papers write them (pure NumPy, float64, no model code).
+
+Conventions
+-----------
+* Inputs are padded ``(B, L)`` arrays plus a bool completion ``mask`` (``toyrlhf/tokens.py``). ``logp`` is
+  log pi_theta of the sampled token at each position, ``old_logp`` the same under the behaviour policy pi_old,
+  ``ref_logp`` under the frozen reference pi_ref.
+* Every loss is to be **minimised** (loss = -objective) and returns its value together with the gradient with
+  respect to its log-prob (or value) input: a float64 ``(B, L)`` array that is exactly 0 outside the mask. The model
+  chains it through ``dlogp/dlogits`` (DESIGN.md "The model and backprop").
+* Aggregation over tokens and sequences is explicit (``aggregate``). The global counts ``n_seqs`` / ``n_tokens`` /
+  ``max_tokens`` let a trainer split a rollout into minibatches and **sum** their losses and gradients (gradient
+  accumulation) to get exactly the full-batch loss and gradient.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "AGGREGATIONS",
+    "aggregate",
+    "kl_k1",
+    "kl_k2",
+    "kl_k3",
+    "KL_ESTIMATORS",
+    "policy_loss",
+    "kl_loss",
+    "kl_penalty_rewards",
+    "value_loss",
+    "explained_variance",
+    "AdaptiveKLController",
+    "FixedKLController",
+    "soft_overlong_penalty",
+]
+
+AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm", "seq-mean-token-sum")
+RATIO_LEVELS = ("token", "sequence")
+
+
+def _f64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _check_shapes(mask, *arrays) -> np.ndarray:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (B, L), got shape {mask.shape}")
+    for a in arrays:
+        if a.shape != mask.shape:
+            raise ValueError(f"array of shape {a.shape} does not match mask {mask.shape}")
+    return mask
+
+
+def _n_seqs(mask: np.ndarray, n_seqs) -> float:
+    """Default sequence count: rows of this array with at least one completion token."""
+    n = int(mask.any(axis=1).sum()) if n_seqs is None else n_seqs
+    if n_seqs is not None and n_seqs <= 0:
+        raise ValueError(f"n_seqs must be positive, got {n_seqs}")
+    return float(n)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Aggregation
+# ----------------------------------------------------------------------------------------------------------------
+
+def aggregate(per_token, mask, mode: str, *, n_seqs=None, n_tokens=None, max_tokens=None):
+    r"""Reduce a per-token quantity l_{i,t} to a scalar, returning the scalar and its weights d scalar / d l_{i,t}.
+
+    With |o_i| the number of masked tokens of row i:
+
+    "seq-mean-token-mean"      (1/N) sum_i (1/|o_i|) sum_t l_{i,t}
+        GRPO, Shao et al. 2024 (DeepSeekMath) eq. 3; also their PPO eq. 1. Liu et al. 2025 (Dr. GRPO §3) show the
+        1/|o_i| biases towards long wrong answers.
+    "token-mean"               (1 / sum_i |o_i|) sum_i sum_t l_{i,t}
+        DAPO token-level policy-gradient loss, Yu et al. 2025 eq. 8 (§3.3).
+    "seq-mean-token-sum-norm"  (1 / (N * max_tokens)) sum_i sum_t l_{i,t}
+        Dr. GRPO, Liu et al. 2025 §3: sum over tokens divided by a *constant* generation budget MAX_TOKENS.
+    "seq-mean-token-sum"       (1/N) sum_i sum_t l_{i,t}
+        Unnormalised sum over tokens per sequence (PPO as in Liu et al. 2025 eq. 2; REINFORCE).
+
+    Args:
+        per_token: (B, L) values; entries outside ``mask`` are ignored (even if NaN).
+        mask: (B, L) bool.
+        mode: one of ``AGGREGATIONS``.
+        n_seqs: N, the number of sequences of the *whole* batch (default: rows of this array with >= 1 masked
+            token).
+        n_tokens: sum_i |o_i| of the *whole* batch, for "token-mean" (default: this array's mask count).
+        max_tokens: the constant budget of "seq-mean-token-sum-norm" (required for that mode; pass the rollout's
+            max_new_tokens, not a per-minibatch quantity).
+
+    With the global counts, summing ``aggregate`` over any split of the rows into minibatches reproduces the
+    full-batch scalar and weights exactly. With the default (local) counts "token-mean" does not: averaging
+    per-minibatch token means re-weights tokens by their minibatch's total length.
+
+    Returns:
+        (scalar float, weights (B, L) float64, 0 outside the mask). An all-False mask with default counts gives
+        (0.0, zeros).
+    """
+    x = _f64(per_token)
+    mask = _check_shapes(mask, x)
+    if mode not in AGGREGATIONS:
+        raise ValueError(f"aggregation {mode!r}; expected one of {AGGREGATIONS}")
+    lengths = mask.sum(axis=1).astype(np.float64)
+    if mode == "token-mean":
+        n = float(mask.sum()) if n_tokens is None else float(n_tokens)
+        if n_tokens is not None and n_tokens <= 0:
+            raise ValueError(f"n_tokens must be positive, got {n_tokens}")
+        row_w = np.full(mask.shape[0], 1.0 / n if n > 0 else 0.0)
+    else:
+        n = _n_seqs(mask, n_seqs)
+        inv_n = 1.0 / n if n > 0 else 0.0
+        if mode == "seq-mean-token-mean":
+            row_w = np.where(lengths > 0, inv_n / np.maximum(lengths, 1.0), 0.0)
+        elif mode == "seq-mean-token-sum-norm":
+            if max_tokens is None or max_tokens <= 0:
+                raise ValueError("aggregation 'seq-mean-token-sum-norm' needs a positive max_tokens "
+                                 "(the constant generation budget, e.g. max_new_tokens)")
+            row_w = np.full(mask.shape[0], inv_n / float(max_tokens))
+        else:  # seq-mean-token-sum
+            row_w = np.full(mask.shape[0], inv_n)
+    weights = np.where(mask, row_w[:, None], 0.0)
+    value = float(np.sum(np.where(mask, x, 0.0) * weights))
+    return value, weights
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# KL estimators (per token)
+# ----------------------------------------------------------------------------------------------------------------
+
+def kl_k1(logp, ref_logp):
+    r"""k1 estimator of KL(pi_theta || pi_ref) per token, and its derivative in logp.
+
+    Schulman 2020, "Approximating KL Divergence", k1 = -log r with r = pi_ref / pi_theta:
+
+        k1 = log pi_theta - log pi_ref,        d k1 / d logp = 1
+
+    Unbiased for KL(pi||pi_ref) under samples from pi_theta, negative for about half the samples, high variance.
+    As a *loss* its expected gradient is 0 (E_pi[grad log pi] = 0); use it in the reward (``kl_penalty_rewards``).
+    Elementwise, no mask: the caller masks (``kl_loss`` does).
+
+    Returns:
+        (kl, dkl_dlogp), float64 arrays of the input shape.
+    """
+    logp, ref_logp = _f64(logp), _f64(ref_logp)
+    return logp - ref_logp, np.ones(np.broadcast(logp, ref_logp).shape)
+
+
+def kl_k2(logp, ref_logp):
+    r"""k2 estimator of KL(pi_theta || pi_ref) per token, and its derivative in logp.
+
+    Schulman 2020, "Approximating KL Divergence", k2 = (1/2) (log r)^2 with r = pi_ref / pi_theta:
+
+        k2 = 0.5 * (log pi_theta - log pi_ref)^2,        d k2 / d logp = log pi_theta - log pi_ref
+
+    Biased (an f-divergence agreeing with KL to second order), always >= 0, low variance. As a loss its expected
+    gradient is exactly the reverse-KL gradient per token.
+
+    Returns:
+        (kl, dkl_dlogp), float64 arrays of the input shape.
+    """
+    d = _f64(logp) - _f64(ref_logp)
+    return 0.5 * d * d, d
+
+
+def kl_k3(logp, ref_logp):
+    r"""k3 estimator of KL(pi_theta || pi_ref) per token, and its derivative in logp.
+
+    Schulman 2020, "Approximating KL Divergence", k3 = (r - 1) - log r with r = pi_ref / pi_theta; this is the KL
+    term of GRPO, Shao et al. 2024 (DeepSeekMath) eq. 4:
+
+        k3 = exp(log pi_ref - log pi_theta) - (log pi_ref - log pi_theta) - 1
+        d k3 / d logp = 1 - exp(log pi_ref - log pi_theta)
+
+    Unbiased and >= 0 (log x <= x - 1). As a loss its expected gradient is that of the *forward* KL(pi_ref||pi)
+    (DeepSeekMath eq. 21's coefficient beta (pi_ref/pi_theta - 1)), not of the reverse KL it estimates.
+
+    Returns:
+        (kl, dkl_dlogp), float64 arrays of the input shape.
+    """
+    x = _f64(ref_logp) - _f64(logp)
+    ex = np.exp(x)
+    return ex - x - 1.0, 1.0 - ex
+
+
+KL_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+
+
+def _estimator(name):
+    try:
+        return KL_ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(f"KL estimator {name!r}; expected one of {tuple(KL_ESTIMATORS)}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Policy loss: clipped surrogate, token or sequence ratio
+# ----------------------------------------------------------------------------------------------------------------
+
+def _safe_ratio(log_ratio: np.ndarray, log_ratio_clip):
+    """exp of the (clipped) log-ratio and its derivative with respect to the log-ratio."""
+    if log_ratio_clip is None:
+        ratio = np.exp(log_ratio)
+        return ratio, ratio
+    ratio = np.exp(np.clip(log_ratio, -log_ratio_clip, log_ratio_clip))
+    return ratio, np.where(np.abs(log_ratio) < log_ratio_clip, ratio, 0.0)
+
+
+def _clipped_surrogate(ratio, adv, eps_low, eps_high):
+    """min(rho A, clip(rho, 1-eps_low, 1+eps_high) A), and where the unclipped branch is the active one."""
+    unclipped = ratio * adv
+    clipped = np.clip(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
+    use_unclipped = unclipped <= clipped
+    return np.minimum(unclipped, clipped), use_unclipped
+
+
+def policy_loss(logp, old_logp, advantages, mask, *, eps_low: float = 0.2, eps_high: float = 0.2,
+                ratio: str = "token", aggregation: str = "seq-mean-token-mean", n_seqs=None, n_tokens=None,
+                max_tokens=None, log_ratio_clip: float | None = 20.0):
+    r"""Clipped surrogate policy loss (to minimise) and its gradient with respect to logp.
+
+    ratio="token" (PPO, Schulman et al. 2017 eq. 7; GRPO, Shao et al. 2024 eq. 3; clip-higher eps_low != eps_high,
+    Yu et al. 2025 DAPO eq. 8):
+
+        rho_{i,t} = exp(logp_{i,t} - old_logp_{i,t})
+        l_{i,t}   = -min(rho_{i,t} A_{i,t}, clip(rho_{i,t}, 1 - eps_low, 1 + eps_high) A_{i,t})
+        loss      = aggregate(l, mask, aggregation)            (see ``aggregate``)
+        d loss / d logp_{i,t} = -w_{i,t} A_{i,t} rho_{i,t} [unclipped branch active]
+
+    ratio="sequence" (GSPO, Zheng et al. 2025 eqs. 5-7):
+
+        s_i  = exp((1/|o_i|) sum_t (logp_{i,t} - old_logp_{i,t}))    (length-normalised sequence ratio)
+        A_i  = advantages[i, first masked t]                          (one advantage per sequence)
+        loss = -(1/N) sum_i min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i)
+        d loss / d logp_{i,t} = -(1/N) A_i s_i / |o_i| [unclipped branch active]   for every masked t of row i
+
+    In sequence mode the reduction over sequences is always the mean over N = ``n_seqs``: ``aggregation``,
+    ``n_tokens`` and ``max_tokens`` are not used. (The GSPO paper's clip range is ~3e-4/4e-4, not 0.2.)
+
+    Numerical safety: the ratio is exponentiated from the log-ratio clipped to [-log_ratio_clip, log_ratio_clip]
+    (None: no clipping); where that clip is active the ratio is constant and its gradient 0.
+
+    Args:
+        logp, old_logp: (B, L) log-probs of the sampled tokens under pi_theta and pi_old.
+        advantages: (B, L) token advantages (already broadcast; see ``advantages.broadcast_to_tokens``).
+        mask: (B, L) bool completion mask.
+        n_seqs, n_tokens, max_tokens: the whole batch's counts, for exact gradient accumulation (``aggregate``).
+
+    Returns:
+        (loss float, dloss_dlogp (B, L) float64 zero outside the mask, stats) where stats holds
+        ``clip_fraction`` (fraction of masked tokens -- of sequences in sequence mode -- whose clipped branch is
+        strictly active, i.e. whose gradient the clip removed), ``approx_kl`` (mean over masked tokens of
+        k3 = (rho - 1) - log rho, an estimate of KL(pi_old || pi_theta); the "approx_kl" of Huang et al. 2022,
+        "The 37 Implementation Details of PPO"), ``ratio_mean`` and ``ratio_max`` (of the token ratios, or of the
+        sequence ratios s_i in sequence mode).
+    """
+    logp, old_logp, adv = _f64(logp), _f64(old_logp), _f64(advantages)
+    mask = _check_shapes(mask, logp, old_logp, adv)
+    if ratio not in RATIO_LEVELS:
+        raise ValueError(f"ratio {ratio!r}; expected one of {RATIO_LEVELS}")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
+    log_ratio = np.where(mask, logp - old_logp, 0.0)
+    tok_ratio, dtok_ratio = _safe_ratio(log_ratio, log_ratio_clip)
+    n_tok = int(mask.sum())
+    if log_ratio_clip is None:
+        lr_used = log_ratio
+    else:
+        lr_used = np.clip(log_ratio, -log_ratio_clip, log_ratio_clip)
+    approx_kl = float(np.sum(np.where(mask, (tok_ratio - 1.0) - lr_used, 0.0)) / n_tok) if n_tok else 0.0
+
+    if ratio == "token":
+        a = np.where(mask, adv, 0.0)
+        obj, use_unclipped = _clipped_surrogate(tok_ratio, a, eps_low, eps_high)
+        loss, weights = aggregate(-obj, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
+        grad = weights * np.where(use_unclipped, -a * dtok_ratio, 0.0)
+        clipped = mask & ~use_unclipped
+        stats = {
+            "clip_fraction": float(clipped.sum() / n_tok) if n_tok else 0.0,
+            "approx_kl": approx_kl,
+            "ratio_mean": float(tok_ratio[mask].mean()) if n_tok else 1.0,
+            "ratio_max": float(tok_ratio[mask].max()) if n_tok else 1.0,
+        }
+        return loss, grad, stats
+
+    # sequence-level ratio (GSPO)
+    lengths = mask.sum(axis=1).astype(np.float64)
+    valid = lengths > 0
+    seq_log_ratio = log_ratio.sum(axis=1) / np.maximum(lengths, 1.0)
+    s, ds = _safe_ratio(seq_log_ratio, log_ratio_clip)
+    first = np.argmax(mask, axis=1)
+    a_seq = np.where(valid, adv[np.arange(adv.shape[0]), first], 0.0)
+    obj, use_unclipped = _clipped_surrogate(s, a_seq, eps_low, eps_high)
+    n = _n_seqs(mask, n_seqs)
+    inv_n = 1.0 / n if n > 0 else 0.0
+    loss = float(-np.sum(np.where(valid, obj, 0.0)) * inv_n)
+    row_grad = np.where(valid & use_unclipped, -a_seq * ds * inv_n / np.maximum(lengths, 1.0), 0.0)
+    grad = np.where(mask, row_grad[:, None], 0.0)
+    n_valid = int(valid.sum())
+    stats = {
+        "clip_fraction": float((valid & ~use_unclipped).sum() / n_valid) if n_valid else 0.0,
+        "approx_kl": approx_kl,
+        "ratio_mean": float(s[valid].mean()) if n_valid else 1.0,
+        "ratio_max": float(s[valid].max()) if n_valid else 1.0,
+    }
+    return loss, grad, stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# KL as a loss term, KL as a reward
+# ----------------------------------------------------------------------------------------------------------------
+
+def kl_loss(logp, ref_logp, mask, *, estimator: str = "k3", aggregation: str = "seq-mean-token-mean",
+            n_seqs=None, n_tokens=None, max_tokens=None):
+    r"""KL regulariser added to the loss (GRPO style), and its gradient with respect to logp.
+
+    Shao et al. 2024 (DeepSeekMath) eq. 3 puts "- beta D_KL[pi_theta || pi_ref]" inside the objective's token
+    average, with D_KL the k3 estimator of eq. 4 (Schulman 2020). As a loss to minimise:
+
+        loss = aggregate(k(logp, ref_logp), mask, aggregation),     d loss / d logp_{i,t} = w_{i,t} k'(logp_{i,t})
+
+    with k one of ``KL_ESTIMATORS`` (k1, k2, k3). The trainer multiplies both by beta. No importance ratio is
+    applied (as written in GRPO); off-policy epochs therefore use the current samples' KL only.
+
+    Returns:
+        (loss float, dloss_dlogp (B, L) float64, zero outside the mask).
+    """
+    logp, ref_logp = _f64(logp), _f64(ref_logp)
+    mask = _check_shapes(mask, logp, ref_logp)
+    k, dk = _estimator(estimator)(np.where(mask, logp, 0.0), np.where(mask, ref_logp, 0.0))
+    loss, weights = aggregate(k, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
+    return loss, weights * np.where(mask, dk, 0.0)
+
+
+def kl_penalty_rewards(logp, ref_logp, mask, beta: float, estimator: str = "k1") -> np.ndarray:
+    r"""Per-token KL penalty folded into the reward (detached: no gradient flows through it).
+
+    Ziegler et al. 2019 R(x, y) = r(x, y) - beta log(pi(y|x) / rho(y|x)), applied per token as in InstructGPT
+    (Ouyang et al. 2022) and written out by Shao et al. 2024 (DeepSeekMath) eq. 2:
+
+        r_t = r_phi(q, o_{<=t}) - beta * log(pi_theta(o_t | .) / pi_ref(o_t | .))
+
+    This returns the penalty part -beta * k(logp_t, ref_logp_t) (k1 by default; k2/k3 selectable) on masked
+    positions and 0 elsewhere; add the RM score on the last token. With gamma = 1 the return sums to the
+    sequence-level penalty -beta * sum_t log(pi/pi_ref).
+
+    Returns:
+        (B, L) float64.
+    """
+    logp, ref_logp = _f64(logp), _f64(ref_logp)
+    mask = _check_shapes(mask, logp, ref_logp)
+    k, _ = _estimator(estimator)(np.where(mask, logp, 0.0), np.where(mask, ref_logp, 0.0))
+    return np.where(mask, -beta * k, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Critic
+# ----------------------------------------------------------------------------------------------------------------
+
+def value_loss(values, old_values, returns, mask, *, clip: float | None = 0.2, aggregation: str = "token-mean",
+               n_seqs=None, n_tokens=None, max_tokens=None):
+    r"""Critic loss (to minimise) and its gradient with respect to ``values``.
+
+    Unclipped (clip=None), the squared error of PPO eq. 9's L^VF (Schulman et al. 2017) with a factor 1/2:
+
+        l_t = 0.5 (V_t - R_t)^2,                                       d l_t / d V_t = V_t - R_t
+
+    Clipped (clip=c):
+
+        V^clip_t = V^old_t + clip(V_t - V^old_t, -c, c)
+        l_t = 0.5 max((V_t - R_t)^2, (V^clip_t - R_t)^2)
+
+    Value clipping is *not* in the PPO paper: it is an implementation detail of OpenAI baselines (ppo2), kept by
+    verl/TRL/OpenRLHF (Huang et al. 2022, "The 37 Implementation Details of PPO", which also reports that
+    Engstrom et al. 2020 found no evidence it helps and Andrychowicz et al. 2021 that it can hurt). The gradient is
+    0 where the clipped term is strictly larger (V is then outside the trust band and V^clip does not depend on V).
+
+    Args:
+        values: (B, L) current critic outputs V_t. old_values: (B, L) at rollout time. returns: (B, L) targets
+            (e.g. the lambda-returns of ``advantages.gae``). mask: (B, L) bool.
+        aggregation, n_seqs, n_tokens, max_tokens: as in ``aggregate`` (default token-mean).
+
+    Returns:
+        (loss float, dloss_dvalues (B, L) float64 zero outside the mask, stats {"value_clip_fraction"}: fraction of
+        masked tokens where the clipped term is strictly larger).
+    """
+    v, v_old, ret = _f64(values), _f64(old_values), _f64(returns)
+    mask = _check_shapes(mask, v, v_old, ret)
+    err = np.where(mask, v - ret, 0.0)
+    if clip is None:
+        per, dper = 0.5 * err * err, err
+        clipped = np.zeros(mask.shape, dtype=bool)
+    else:
+        diff = np.where(mask, v - v_old, 0.0)
+        err_c = np.where(mask, v_old + np.clip(diff, -clip, clip) - ret, 0.0)
+        l1, l2 = 0.5 * err * err, 0.5 * err_c * err_c
+        use_unclipped = l1 >= l2
+        per = np.maximum(l1, l2)
+        dper = np.where(use_unclipped, err, err_c * (np.abs(diff) < clip))
+        clipped = mask & ~use_unclipped
+    loss, weights = aggregate(per, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
+    n_tok = int(mask.sum())
+    stats = {"value_clip_fraction": float(clipped.sum() / n_tok) if n_tok else 0.0}
+    return loss, weights * dper, stats
+
+
+def explained_variance(values, returns, mask) -> float:
+    r"""1 - Var[R - V] / Var[R] over the masked entries (population variances).
+
+    The critic diagnostic of OpenAI baselines: 1 is a perfect critic, 0 is no better than a constant, < 0 worse.
+    Returns NaN when Var[R] = 0 (or no entry is masked).
+    """
+    v, ret = _f64(values), _f64(returns)
+    mask = _check_shapes(mask, v, ret)
+    r, d = ret[mask], (ret - v)[mask]
+    if r.size == 0:
+        return float("nan")
+    var_r = r.var()
+    if var_r == 0:
+        return float("nan")
+    return float(1.0 - d.var() / var_r)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# KL coefficient controllers
+# ----------------------------------------------------------------------------------------------------------------
+
+class AdaptiveKLController:
+    r"""Adaptive KL coefficient, Ziegler et al. 2019 ("Fine-Tuning Language Models from Human Preferences") §2.2.
+
+    A log-space proportional controller toward a target KL:
+
+        e_t       = clip((KL_t - KL_target) / KL_target, -0.2, 0.2)
+        beta_{t+1} = beta_t (1 + K_beta e_t),     K_beta = n_steps / horizon
+
+    (the paper's K_beta = 0.1; the reference implementation, lm-human-preferences, and TRL/verl write it as
+    ``n_steps / horizon`` with n_steps the samples (or steps) since the last update).
+    """
+
+    def __init__(self, init_beta: float, target: float, horizon: float):
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"target ({target}) and horizon ({horizon}) must be positive")
+        self.beta = float(init_beta)
+        self.target = float(target)
+        self.horizon = float(horizon)
+
+    def update(self, current_kl: float, n_steps: float) -> float:
+        """Apply one controller step; returns the new beta."""
+        error = float(np.clip(current_kl / self.target - 1.0, -0.2, 0.2))
+        self.beta *= 1.0 + error * n_steps / self.horizon
+        return self.beta
+
+    def state_dict(self) -> dict:
+        return {"beta": self.beta, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta = float(state["beta"])
+        self.target = float(state.get("target", self.target))
+        self.horizon = float(state.get("horizon", self.horizon))
+
+
+class FixedKLController:
+    """Constant KL coefficient with the ``AdaptiveKLController`` interface (``target``/``horizon`` are ignored)."""
+
+    def __init__(self, init_beta: float, target: float | None = None, horizon: float | None = None):
+        self.beta = float(init_beta)
+
+    def update(self, current_kl: float, n_steps: float) -> float:
+        return self.beta
+
+    def state_dict(self) -> dict:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta = float(state["beta"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reward shaping
+# ----------------------------------------------------------------------------------------------------------------
+
+def soft_overlong_penalty(lengths, max_len: int, cache_len: int) -> np.ndarray:
+    r"""DAPO soft overlong punishment, Yu et al. 2025 eq. 13 (added to the correctness reward):
+
+        R_length(y) = 0                                      if |y| <= L_max - L_cache
+                    = ((L_max - L_cache) - |y|) / L_cache    if L_max - L_cache < |y| <= L_max
+                    = -1                                     if |y| > L_max
+
+    Args:
+        lengths: (B,) completion lengths |y|. max_len: L_max. cache_len: L_cache (0 <= L_cache <= L_max;
+            0 leaves no ramp: 0 up to L_max, -1 beyond).
+
+    Returns:
+        (B,) float64 in [-1, 0].
+    """
+    if not 0 <= cache_len <= max_len:
+        raise ValueError(f"need 0 <= cache_len ({cache_len}) <= max_len ({max_len})")
+    y = _f64(lengths)
+    start = float(max_len - cache_len)
+    ramp = (start - y) / float(max(cache_len, 1))  # only used where start < y <= max_len, empty if cache_len == 0
+    return np.where(y <= start, 0.0, np.where(y <= max_len, ramp, -1.0))

@@ -21,12 +21,10 @@ def app():
 for _cmd in (tasks_cmd, pretrain_cmd, sft_cmd, rm_cmd):
     app.add_command(_cmd)
 
-try:  # the RL, exact and plotting commands register themselves when their modules exist
-    from .commands_rl import register as _register_rl
-    _register_rl(app)
-except ImportError as _e:  # pragma: no cover - only while a module is missing
-    if "commands_rl" not in str(_e):
-        raise
+from . import commands_exact, commands_plot, commands_rl  # noqa: E402
+
+for _mod in (commands_rl, commands_exact, commands_plot):
+    _mod.register(app)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -110,7 +110,9 @@ def prepare_run_dir(out: str | os.PathLike | None, name: str, *, overwrite: bool
 
 
 class MetricsLog:
-    """Append-only JSON-lines log; each record is flushed and fsynced so an interrupted run keeps it."""
+    """Append-only JSON-lines log; each record is flushed to the OS as it is written, so a run interrupted or
+    killed (even with kill -9) keeps every finished step. No fsync per record: it cost ~50 ms per step here
+    and only guards against power loss; checkpoints and summaries are fsynced and renamed atomically."""
 
     def __init__(self, path, truncate_to_step: int | None = None):
         self.path = Path(path)
@@ -124,7 +126,6 @@ class MetricsLog:
     def write(self, record: dict) -> None:
         self._f.write(json.dumps(record, sort_keys=True) + "\n")
         self._f.flush()
-        os.fsync(self._f.fileno())
 
     def close(self) -> None:
         self._f.close()

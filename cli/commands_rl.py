@@ -1,0 +1,145 @@
+"""`toyrlhf run ALGO | run --resume DIR | algos`: RL from the cached SFT (and reward) models."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from toyrlhf.config import from_dict, load_config_file, parse_set_options, to_dict, with_overrides
+from toyrlhf.errors import UserError
+from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS, RLConfig
+from toyrlhf.runs import prepare_run_dir
+from toyrlhf.tasks import DEFAULT_TASK, TASKS
+
+from .common import echo_summary, progress_bar, set_option
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config(algo: str | None, *, config_file=None, task=None, steps=None, seed=None, overrides=()) -> RLConfig:
+    """Preset knobs < config file < explicit options < --set. One-line UserError for anything wrong."""
+    file_data = load_config_file(config_file) if config_file else {}
+    algo = algo or file_data.get("algo")
+    if algo is None:
+        raise UserError("name an algorithm (toyrlhf algos lists them) or pass --config")
+    if algo not in PRESETS and algo != "custom":
+        raise UserError(f"unknown algorithm {algo!r}; choose from {', '.join(PRESETS)}")
+    data = {"algo": algo, **(PRESETS[algo].knobs if algo in PRESETS else {})}
+    data = _deep_merge(data, file_data)
+    data["algo"] = algo
+    for key, value in (("task", task), ("steps", steps), ("seed", seed)):
+        if value is not None:
+            data[key] = value
+    if task is not None and task not in TASKS:
+        raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    cfg = from_dict(RLConfig, data)
+    cfg = with_overrides(cfg, parse_set_options(overrides))
+    if cfg.task not in TASKS:
+        raise UserError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}")
+    return cfg
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("algo", required=False)
+@click.option("--task", default=None, help=f"Task name (default {DEFAULT_TASK}; see `toyrlhf tasks`).")
+@click.option("--steps", type=int, default=None, help="RL steps (default 500).")
+@click.option("--seed", type=int, default=None, help="Seed of the run and of its upstream models (default 0).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default runs/<algo>-<task>-s<seed>-<time>).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML (or a run's config.json) with settings; options and --set override it.")
+@set_option
+@click.option("--exact", is_flag=True, help="Log exact_* metrics by enumerating every completion (small tasks).")
+@click.option("--resume", type=click.Path(file_okay=False), default=None,
+              help="Continue the interrupted run in this folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out folder.")
+def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume, overwrite):
+    """Train a policy with an RL algorithm (ppo, grpo, dr_grpo, dapo, rloo, reinforce, gspo)."""
+    from toyrlhf.rl.run import Interrupted, models_summary, resume_config, train  # noqa: F401
+    from toyrlhf.rl.trainer import NumericalError
+
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be a positive integer, got {steps}")
+    if resume:
+        if algo or config_file or task or seed is not None or overrides or out:
+            raise UserError("--resume takes the run folder only (its config.json holds the settings)")
+        run_dir = Path(resume)
+        cfg = resume_config(run_dir)
+        if steps is not None:
+            cfg = with_overrides(cfg, {"steps": steps})
+    else:
+        cfg = resolve_config(algo, config_file=config_file, task=task, steps=steps, seed=seed, overrides=overrides)
+        if exact and cfg.exact_every == 0:
+            cfg = with_overrides(cfg, {"exact_every": 10})
+        run_dir = prepare_run_dir(out, f"{cfg.algo}-{cfg.task}-s{cfg.seed}", overwrite=overwrite)
+    exact = exact or cfg.exact_every > 0 and resume is not None
+    label = f"{cfg.algo} on {cfg.task}"
+    with progress_bar(cfg.pretrain.steps + cfg.sft.steps + cfg.rm.steps, "upstream models (cached after)",
+                      ("loss",)) as build_bar:
+        def build_progress(step, metrics, _state={"n": 0}):
+            _state["n"] += 1
+            build_bar(_state["n"], metrics)
+
+        with progress_bar(cfg.steps, label, ("reward", "gold_reward", "kl")) as bar:
+            try:
+                summary = train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=build_progress,
+                                exact=exact)
+            except Interrupted as e:
+                click.echo(f"\ntoyrlhf: {e}", err=True)
+                sys.exit(e.code)
+            except NumericalError as e:
+                click.echo(f"toyrlhf: error: {e}", err=True)
+                sys.exit(3)
+    rows = [("models in memory", ", ".join(f"{k} {v:,}" for k, v in summary["models"].items()))]
+    for key, label_ in (("reward", "reward (optimised)"), ("gold_reward", "gold reward"), ("kl", "KL to reference"),
+                        ("response_length", "response length"), ("explained_variance", "explained variance"),
+                        ("exact_gold_reward", "exact gold reward")):
+        if f"final_{key}" in summary and summary[f"final_{key}"] is not None:
+            rows.append((label_, f"{summary[f'initial_{key}']:.3f} -> {summary[f'final_{key}']:.3f}"))
+    rows.append(("wall time", f"{summary['wall_time_s']:.2f} s ({summary['step_time_ms']:.2f} ms/step)"))
+    echo_summary(f"{cfg.algo} on {cfg.task}, {summary['steps']} steps, seed {cfg.seed} -> {run_dir}", rows)
+
+
+@click.command("algos")
+def algos_cmd():
+    """The presets as settings of orthogonal knobs, with DeepSeekMath's gradient coefficient (Table 10 notation)."""
+    defaults = to_dict(RLConfig())
+    header = ("preset",) + KNOB_COLUMNS
+    table = []
+    for name, p in PRESETS.items():
+        vals = {**defaults, **p.knobs}
+        if vals["kl"] == "none":  # no KL term: its estimator and coefficient do not apply
+            vals["kl_estimator"] = vals["beta"] = None
+        table.append((name,) + tuple(_fmt(vals[c]) for c in KNOB_COLUMNS))
+    widths = [max(len(str(r[i])) for r in [header] + table) for i in range(len(header))]
+    line = lambda r: "  ".join(f"{str(v):<{w}}" for v, w in zip(r, widths)).rstrip()
+    click.echo(line(header))
+    click.echo(line(tuple("-" * w for w in widths)))
+    for r in table:
+        click.echo(line(r))
+    click.echo("\nGradient coefficient GC(q, o, t) in  grad J = E[(1/|o|) sum_t GC * grad log pi(o_t)]"
+               "  (Shao et al. 2024, eq. 5):")
+    for name, p in PRESETS.items():
+        click.echo(f"  {name:<10} {p.gradient_coefficient}")
+    click.echo("\nSources and one-line differences:")
+    for name, p in PRESETS.items():
+        click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
+
+
+def _fmt(v):
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if v is None:
+        return "-"
+    return str(v)
+
+
+def register(app):
+    app.add_command(run_cmd)
+    app.add_command(algos_cmd)

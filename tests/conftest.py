@@ -1,0 +1,29 @@
+"""Shared fixtures. Tests import the *installed* package (CI runs `pytest`, not `python -m pytest`, so the
+source tree is not on sys.path and `toyrlhf.cli`, mapped from cli/ at install time, resolves)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def cache_dir(tmp_path_factory, monkeypatch):
+    """A private, initially empty stage cache for one test."""
+    path = tmp_path_factory.mktemp("stage-cache")
+    monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_cache_dir(tmp_path_factory):
+    """One stage cache shared by the end-to-end tests, so upstream models are built once per session."""
+    return tmp_path_factory.mktemp("shared-stage-cache")
+
+
+def run_cli(args, *, cwd, env_extra=None, timeout=600, input=None):
+    """`python -m toyrlhf ARGS` in a subprocess, from `cwd` (never the repo root: there the source tree
+    would shadow the installed package). Returns CompletedProcess with text stdout/stderr."""
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "toyrlhf", *map(str, args)], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout, input=input)

@@ -1,0 +1,93 @@
+"""Rollouts: G completions per prompt from the sampling policy, their log-probs under the policy and the frozen
+reference, and their rewards (learned reward model or the task's rule), with the gold reward always alongside."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import tokens as tk
+from ..model import TinyLM
+from ..tasks import Task
+from .losses import soft_overlong_penalty
+
+
+@dataclass
+class Rollout:
+    """One batch of B = n_prompts * G sequences; rows g*G .. g*G+G-1 share a prompt."""
+
+    tokens: np.ndarray        # (B, L) int
+    mask: np.ndarray          # (B, L) bool  completion tokens, EOS included
+    old_logp: np.ndarray      # (B, L)       log pi_old (the sampling policy), temperature-scaled
+    ref_logp: np.ndarray      # (B, L)       log pi_ref, same temperature
+    entropy: np.ndarray       # (B, L)       entropy of pi_old's next-token distribution
+    reward: np.ndarray        # (B,)         the reward the algorithm optimises (before any KL shaping)
+    gold_reward: np.ndarray   # (B,)         the task's hidden gold reward (logged, optimised only if reward == gold)
+    lengths: np.ndarray       # (B,)         completion lengths |o_i|
+    truncated: np.ndarray     # (B,)         no EOS within max_new_tokens
+    correct: np.ndarray | None  # (B,)       verifiable tasks: the rule's verdict
+    group_size: int
+
+    def select_groups(self, groups: np.ndarray) -> "Rollout":
+        rows = (groups[:, None] * self.group_size + np.arange(self.group_size)[None, :]).ravel()
+        kw = {k: (v[rows] if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+        return Rollout(**kw)
+
+    @staticmethod
+    def concat(parts: list["Rollout"]) -> "Rollout":
+        first = parts[0]
+        kw = {}
+        for k, v in first.__dict__.items():
+            kw[k] = np.concatenate([getattr(p, k) for p in parts]) if isinstance(v, np.ndarray) else v
+        return Rollout(**kw)
+
+    @property
+    def n_groups(self) -> int:
+        return self.tokens.shape[0] // self.group_size
+
+
+class RewardFn:
+    """The reward the policy is trained on: a learned RM's normalised score, or a weighted sum of rule rewards
+    (DeepSeek-R1 §2.2.2: accuracy + format), plus DAPO's soft overlong punishment when enabled."""
+
+    def __init__(self, task: Task, source: str, reward_model=None, weights: dict[str, float] | None = None,
+                 overlong_cache: int | None = None):
+        self.task, self.source, self.rm = task, source, reward_model
+        self.weights = dict(task.reward_weights)
+        unknown = set(weights or {}) - set(self.weights)
+        if unknown:
+            raise ValueError(f"reward_weights: task {task.name!r} has no component {sorted(unknown)[0]!r}; "
+                             f"it has {', '.join(self.weights)}")
+        self.weights.update(weights or {})
+        self.overlong_cache = overlong_cache
+
+    def __call__(self, tokens, mask, prompts, completions) -> np.ndarray:
+        if self.source == "rm":
+            r = self.rm.score(tokens, mask)
+        else:
+            comps = self.task.reward_components(prompts, completions)
+            r = sum(w * comps[k] for k, w in self.weights.items())
+        if self.overlong_cache is not None:
+            L = self.task.max_new_tokens
+            r = r + soft_overlong_penalty(tk.completion_lengths(completions), L, self.overlong_cache)
+        return np.asarray(r, dtype=np.float64)
+
+
+def rollout(policy: TinyLM, reference: TinyLM, task: Task, reward_fn: RewardFn, n_prompts: int, G: int,
+            rng: np.random.Generator, temperature: float = 1.0) -> Rollout:
+    """Sample G completions for each of n_prompts prompts and score them."""
+    prompts = np.repeat(task.sample_prompts(n_prompts, rng), G, axis=0)            # (B, P)
+    s = policy.sample(prompts, task.max_new_tokens, rng, temperature)
+    tokens, mask = s.tokens, s.mask
+    # pi_old is recomputed by the training forward pass, not taken from the sampler, so that the ratio of the
+    # first minibatch is exactly 1 (the sampler batches rows differently, which changes float round-off).
+    old_logp, entropy, _ = policy.logp_forward(tokens, mask, temperature)
+    ref_logp, _, _ = reference.logp_forward(tokens, mask, temperature)
+    _, completions = tk.split(tokens, task.prompt_len)
+    gold = task.gold_reward(prompts, completions)
+    reward = gold if reward_fn.source == "gold" and reward_fn.overlong_cache is None and \
+        reward_fn.weights == task.reward_weights else reward_fn(tokens, mask, prompts, completions)
+    return Rollout(tokens=tokens, mask=mask, old_logp=old_logp, ref_logp=ref_logp, entropy=entropy,
+                   reward=reward, gold_reward=gold, lengths=tk.completion_lengths(completions),
+                   truncated=tk.is_truncated(completions),
+                   correct=task.is_correct(prompts, completions) if task.verifiable else None, group_size=G)

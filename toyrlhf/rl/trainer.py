@@ -1,0 +1,312 @@
+"""One loop for every algorithm (Spinning Up style: key equations live in losses.py / advantages.py).
+
+Pseudocode of a step:
+    1. rollout: q ~ P(Q), {o_i}_{i=1..G} ~ pi_old(.|q); log pi_old, log pi_ref per token; reward r_i; gold r*_i
+       (dynamic sampling: drop groups whose rewards are all equal, sample more, DAPO)
+    2. rewards -> advantages:   gae (critic, per-token reward r_phi - beta*k1)  |  group / group_mean / rloo /
+       reinforce on the sequence reward (minus beta*sum_t k1 when kl == 'reward')  |  process (step rewards)
+    3. for epoch in 1..E, for each minibatch of prompt groups:
+           L = policy_loss(ratio, A)  [+ beta * KL_loss]  [- c_H * entropy]  ->  dL/dlogp  ->  backward  ->  Adam
+           critic: L_V = value_loss(V, V_old, returns)  ->  backward  ->  Adam
+    4. adaptive beta (Ziegler et al. 2019), reference reset every N steps (DeepSeek-R1), metrics, checkpoint
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import stages
+from ..config import from_dict, to_dict
+from ..errors import UserError
+from ..model import TinyLM
+from ..optim import Adam, clip_grad_norm
+from ..runs import from_json_array, json_array, load_npz, save_npz
+from ..tasks import get_task
+from . import advantages as adv_mod
+from . import losses
+from .algorithms import RLConfig, parse_weights
+from .rollout import RewardFn, Rollout, rollout
+
+
+class NumericalError(Exception):
+    """A non-finite loss, gradient or parameter: the run stops and keeps its last good checkpoint."""
+
+
+@dataclass
+class Models:
+    policy: TinyLM
+    reference: TinyLM
+    critic: TinyLM | None
+    reward_model: object | None   # reward_model.RewardModel
+
+
+def build_models(cfg: RLConfig, progress: Callable | None = None) -> Models:
+    """Policy and reference from the cached SFT model; reward model and critic as the algorithm needs them."""
+    pipe = stages.Pipeline(pretrain=cfg.pretrain, sft=cfg.sft)
+    task = get_task(cfg.task)
+    source = resolve_reward_source(cfg, task)
+    sft_model, _ = stages.cached_sft(pipe, progress)
+    rm = None
+    if source == "rm":
+        from ..reward_model import cached_reward_model
+        rm, _ = cached_reward_model(pipe, cfg.rm, progress)
+    critic = None
+    if cfg.uses_critic:
+        critic = init_critic(sft_model, rm)
+    return Models(policy=sft_model.copy(), reference=sft_model.copy(), critic=critic, reward_model=rm)
+
+
+def resolve_reward_source(cfg: RLConfig, task) -> str:
+    if cfg.reward == "auto":
+        return "gold" if task.verifiable else "rm"
+    return cfg.reward
+
+
+def init_critic(sft_model: TinyLM, rm) -> TinyLM:
+    """The value model starts from the reward model (InstructGPT §3.5; Huang et al. 2024): its trunk, and a value
+    head equal to the RM's normalised reward head, so V(s) starts as the RM's reading of the text so far.
+    Without a learned RM (rule rewards) it starts from the SFT trunk with a zero value head."""
+    if rm is None:
+        critic = sft_model.copy()
+        critic.params["wv"][:] = 0.0
+        critic.params["bv"][:] = 0.0
+        return critic
+    critic = rm.model.copy()
+    critic.params["wv"][:] = critic.params["wr"] / rm.std
+    critic.params["bv"][:] = (critic.params["br"] - rm.mean) / rm.std
+    return critic
+
+
+class Trainer:
+    """Holds the models, optimizers, KL controller and RNG of one run; `step()` does one RL step."""
+
+    def __init__(self, cfg: RLConfig, models: Models):
+        self.cfg = cfg
+        self.task = get_task(cfg.task)
+        self.models = models
+        source = resolve_reward_source(cfg, self.task)
+        self.reward_fn = RewardFn(self.task, source, models.reward_model, parse_weights(cfg.reward_weights),
+                                  cfg.overlong_cache if cfg.overlong_penalty else None)
+        self.opt = Adam(models.policy.flat.size, lr=cfg.lr)
+        self.critic_opt = Adam(models.critic.flat.size, lr=cfg.critic_lr) if models.critic is not None else None
+        self.kl_ctl = (losses.AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
+                       if cfg.kl_target is not None else losses.FixedKLController(cfg.beta))
+        self.rng = np.random.default_rng([cfg.seed, 4])
+        self.step_count = 0
+        self.exact_fn: Callable | None = None     # set by `toyrlhf run --exact` (toyrlhf.exact)
+
+    # ------------------------------------------------------------------ rollout
+    def collect(self) -> tuple[Rollout, Rollout]:
+        """(training batch, first raw rollout). With dynamic sampling, zero-variance groups are replaced in the
+        training batch; metrics are read off the raw rollout, because the kept groups are a biased selection
+        (e.g. their mean k1 can even be negative)."""
+        cfg = self.cfg
+        m = self.models
+        ro = rollout(m.policy, m.reference, self.task, self.reward_fn, cfg.prompts_per_step, cfg.group_size,
+                     self.rng, cfg.temperature)
+        if not cfg.dynamic_sampling:
+            return ro, ro
+        kept = [ro.select_groups(np.flatnonzero(~adv_mod.zero_std_groups(ro.reward, cfg.group_size)))]
+        have = kept[0].n_groups
+        for _ in range(cfg.max_resample):
+            if have >= cfg.prompts_per_step:
+                break
+            more = rollout(m.policy, m.reference, self.task, self.reward_fn, cfg.prompts_per_step,
+                           cfg.group_size, self.rng, cfg.temperature)
+            part = more.select_groups(np.flatnonzero(~adv_mod.zero_std_groups(more.reward, cfg.group_size)))
+            kept.append(part)
+            have += part.n_groups
+        if have == 0:  # every group had equal rewards: nothing to learn from; keep the batch (zero gradient)
+            return ro, ro
+        merged = Rollout.concat([k for k in kept if k.n_groups])
+        return merged.select_groups(np.arange(min(have, cfg.prompts_per_step))), ro
+
+    # ------------------------------------------------------------------ advantages
+    def advantages(self, ro: Rollout):
+        """Token advantages (B, L), returns and old values (critic methods), and the KL-shaped sequence reward."""
+        cfg, G = self.cfg, ro.group_size
+        beta = self.kl_ctl.beta
+        shaped = np.zeros_like(ro.old_logp)
+        if cfg.kl == "reward" and beta > 0:
+            shaped = losses.kl_penalty_rewards(ro.old_logp, ro.ref_logp, ro.mask, beta, cfg.kl_estimator)
+        seq_reward = ro.reward + shaped.sum(axis=1)                    # R_i = r_i - beta * sum_t k(.)
+        returns = old_values = None
+        if cfg.advantage == "gae":
+            token_rewards = shaped.copy()
+            last = np.argmax(np.cumsum(ro.mask, axis=1), axis=1)       # index of each completion's last token
+            token_rewards[np.arange(len(last)), last] += ro.reward     # r_phi arrives with the last token
+            old_values, _ = self.models.critic.value_forward(ro.tokens, ro.mask)
+            adv, returns = adv_mod.gae(token_rewards, old_values, ro.mask, cfg.gamma, cfg.lam)
+        elif cfg.advantage == "process":
+            steps = self.task.step_rewards(*_split(ro, self.task))
+            if steps is None:
+                raise UserError(f"task {self.task.name!r} gives no step rewards; advantage=process needs them")
+            step_r, step_end = steps
+            P = self.task.prompt_len
+            full_r, full_end = np.zeros_like(ro.old_logp), np.zeros(ro.mask.shape, bool)
+            full_r[:, P:], full_end[:, P:] = step_r, step_end & ro.mask[:, P:]
+            adv = adv_mod.process_advantages(full_r, full_end, G, scale="std", std=cfg.std, eps=cfg.adv_eps)
+        else:
+            if cfg.advantage == "group":
+                a = adv_mod.group_advantages(seq_reward, G, scale="std", std=cfg.std, eps=cfg.adv_eps)
+            elif cfg.advantage == "group_mean":
+                a = adv_mod.group_advantages(seq_reward, G, scale="none")
+            elif cfg.advantage == "rloo":
+                a = adv_mod.rloo_advantages(seq_reward, G)
+            else:
+                a = adv_mod.reinforce_advantages(seq_reward)
+            adv = adv_mod.broadcast_to_tokens(a, ro.mask)
+        if cfg.whiten:
+            adv = adv_mod.batch_normalize(adv, ro.mask)
+        return adv, returns, old_values, seq_reward
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> dict:
+        cfg, m = self.cfg, self.models
+        t0 = time.perf_counter()
+        ro, raw = self.collect()
+        n_zero = int(adv_mod.zero_std_groups(raw.reward, cfg.group_size).sum())
+        adv, returns, old_values, seq_reward = self.advantages(ro)
+        loss_mask = ro.mask & ~ro.truncated[:, None] if cfg.mask_truncated else ro.mask
+        T = self.task.max_new_tokens
+        beta = self.kl_ctl.beta
+        G = ro.group_size
+        stats = {"clip_fraction": [], "approx_kl": [], "grad_norm": [], "loss": [], "value_loss": [],
+                 "value_clip_fraction": []}
+        first = True
+        for _ in range(cfg.epochs):
+            order = self.rng.permutation(ro.n_groups)
+            for groups in np.array_split(order, cfg.minibatches):
+                rows = (groups[:, None] * G + np.arange(G)[None, :]).ravel()
+                tok, lmask = ro.tokens[rows], loss_mask[rows]
+                if not lmask.any():
+                    continue
+                logp, ent, cache = m.policy.logp_forward(tok, ro.mask[rows], cfg.temperature)
+                # pi_theta == pi_old before the first update of a rollout: use the same numbers so the ratio is
+                # exactly 1 (not 1 up to the round-off of a differently shaped matrix product).
+                old = logp.copy() if first else ro.old_logp[rows]
+                first = False
+                agg = dict(aggregation=cfg.aggregation, max_tokens=T)
+                loss, dlogp, st = losses.policy_loss(logp, old, adv[rows], lmask, eps_low=cfg.eps_low,
+                                                     eps_high=cfg.eps_high, ratio=cfg.ratio, **agg)
+                if cfg.kl == "loss" and beta > 0:
+                    kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg)
+                    loss += beta * kl_val
+                    dlogp = dlogp + beta * dkl
+                dent = None
+                if cfg.entropy_coef > 0:
+                    ent_val, w = losses.aggregate(ent, lmask, cfg.aggregation, max_tokens=T)
+                    loss -= cfg.entropy_coef * ent_val
+                    dent = -cfg.entropy_coef * w
+                grad = m.policy.logp_backward(dlogp, cache, dent)
+                grad, gnorm = clip_grad_norm(grad, cfg.max_grad_norm)
+                _check_finite(self.step_count + 1, loss=loss, gradient=gnorm)
+                self.opt.step(m.policy.flat, grad)
+                _check_finite(self.step_count + 1, parameters=m.policy.flat)
+                stats["loss"].append(loss)
+                stats["grad_norm"].append(gnorm)
+                stats["clip_fraction"].append(st["clip_fraction"])
+                stats["approx_kl"].append(st["approx_kl"])
+                if m.critic is not None:
+                    values, vcache = m.critic.value_forward(tok, ro.mask[rows])
+                    vloss, dv, vst = losses.value_loss(values, old_values[rows], returns[rows], lmask,
+                                                       clip=cfg.value_clip)
+                    vgrad, _ = clip_grad_norm(m.critic.value_backward(dv, vcache), cfg.max_grad_norm)
+                    _check_finite(self.step_count + 1, value_loss=vloss, value_gradient=vgrad)
+                    self.critic_opt.step(m.critic.flat, vgrad)
+                    stats["value_loss"].append(vloss)
+                    stats["value_clip_fraction"].append(vst.get("value_clip_fraction", 0.0))
+        self.step_count += 1
+        kl_seq = ((raw.old_logp - raw.ref_logp) * raw.mask).sum(axis=1)   # sum_t k1: the sequence-level KL sample
+        kl_mean = float(kl_seq.mean())
+        if cfg.kl != "none":
+            self.kl_ctl.update(kl_mean, ro.tokens.shape[0])
+        if cfg.ref_reset_every and self.step_count % cfg.ref_reset_every == 0:
+            m.reference.set_flat(m.policy.flat)                           # DeepSeek-R1 / iterative GRPO
+        metrics = {
+            "step": self.step_count,
+            "reward": float(raw.reward.mean()),
+            "gold_reward": float(raw.gold_reward.mean()),
+            "kl": kl_mean,
+            "entropy": float(raw.entropy[raw.mask].mean()),
+            "response_length": float(raw.lengths.mean()),
+            "truncated_fraction": float(raw.truncated.mean()),
+            "clip_fraction": _mean(stats["clip_fraction"]),
+            "approx_kl": _mean(stats["approx_kl"]),
+            "grad_norm": _mean(stats["grad_norm"]),
+            "loss": _mean(stats["loss"]),
+            "beta": float(beta),
+            "frac_zero_std_groups": n_zero / cfg.prompts_per_step,
+        }
+        if raw.correct is not None:
+            metrics["accuracy"] = float(raw.correct.mean())
+            metrics["response_length_correct"] = _mean(raw.lengths[raw.correct])
+            metrics["response_length_incorrect"] = _mean(raw.lengths[~raw.correct])
+        if m.critic is not None:
+            metrics["value_loss"] = _mean(stats["value_loss"])
+            metrics["explained_variance"] = float(losses.explained_variance(old_values, returns, ro.mask))
+        if self.exact_fn is not None and cfg.exact_every and self.step_count % cfg.exact_every == 0:
+            metrics.update(self.exact_fn(self))
+        metrics["time_s"] = time.perf_counter() - t0
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_arrays(self) -> dict:
+        m = self.models
+        out = {"step": np.array(self.step_count), "policy": m.policy.flat, "reference": m.reference.flat,
+               "model_config": json_array(m.policy.config.to_dict()), "config": json_array(to_dict(self.cfg)),
+               "rng": json_array(self.rng.bit_generator.state), "kind": np.array("rl"),
+               "task": np.array(self.cfg.task), "kl_ctl": json_array(self.kl_ctl.state_dict())}
+        for k, v in self.opt.state().items():
+            out[f"opt_{k}"] = v
+        if m.critic is not None:
+            out["critic"] = m.critic.flat
+            for k, v in self.critic_opt.state().items():
+                out[f"critic_opt_{k}"] = v
+        return out
+
+    def save(self, path) -> None:
+        save_npz(path, self.state_arrays())
+
+    def load_state(self, path) -> None:
+        z = load_npz(path, required=("step", "policy", "reference", "rng", "opt_m", "opt_v", "opt_t", "kl_ctl"))
+        m = self.models
+        try:
+            m.policy.set_flat(z["policy"])
+            m.reference.set_flat(z["reference"])
+            self.opt.load_state({"m": z["opt_m"], "v": z["opt_v"], "t": z["opt_t"]})
+            if m.critic is not None:
+                m.critic.set_flat(z["critic"])
+                self.critic_opt.load_state({"m": z["critic_opt_m"], "v": z["critic_opt_v"], "t": z["critic_opt_t"]})
+            self.rng.bit_generator.state = from_json_array(z["rng"])
+            self.kl_ctl.load_state_dict(from_json_array(z["kl_ctl"]))
+            self.step_count = int(z["step"])
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: checkpoint does not match this run ({str(e).splitlines()[0]})") from None
+
+
+def _split(ro: Rollout, task):
+    return ro.tokens[:, :task.prompt_len], ro.tokens[:, task.prompt_len:]
+
+
+def _mean(xs) -> float | None:
+    xs = np.asarray(xs, dtype=np.float64)
+    return float(xs.mean()) if xs.size else None
+
+
+def _check_finite(step: int, **quantities) -> None:
+    for name, value in quantities.items():
+        if not np.all(np.isfinite(value)):
+            raise NumericalError(f"non-finite {name.replace('_', ' ')} at step {step}; "
+                                 f"the last good checkpoint is kept (lower lr or raise beta)")
+
+
+def config_from_run(run_dir) -> RLConfig:
+    from ..runs import read_json
+    data = read_json(Path(run_dir) / "config.json")
+    return from_dict(RLConfig, data)

@@ -57,14 +57,16 @@ class PretrainConfig:
 class SFTConfig:
     """Supervised fine-tuning on the task's demonstrations, loss on completion tokens only."""
 
-    steps: int = 400
+    steps: int = 150
     """Adam steps."""
     batch_size: int = 32
     """Demonstrations per step."""
     lr: float = 1e-3
     """Adam learning rate."""
-    demos: int = 512
-    """Number of demonstrations (drawn once, seeded)."""
+    demos: int = 64
+    """Number of demonstrations (drawn once, seeded). Few on purpose: the SFT model should leave RL headroom
+    (measured SFT gold reward, pref 0.67 / arith 0.92 of 1.2 / length 0.80; with 512 demonstrations arith
+    reaches 1.16 and RL has little left to do)."""
 
     def __post_init__(self):
         _positive(self, "steps", "batch_size", "demos")

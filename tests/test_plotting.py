@@ -1,0 +1,221 @@
+"""Tests of toyrlhf.plotting on synthetic run folders (config.json + metrics.jsonl written here, no training)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from toyrlhf import plotting
+from toyrlhf.errors import UserError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(root, algo="grpo", seed=0, steps=30, task="pref", critic=False, drift=0.01):
+    """A run folder with plausible curves: reward rising with KL, some noise per seed."""
+    rng = np.random.default_rng([seed, len(algo)])
+    path = root / f"{algo}-s{seed}"
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"algo": algo, "task": task, "seed": seed, "steps": steps}))
+    with open(path / "metrics.jsonl", "w") as f:
+        for t in range(1, steps + 1):
+            kl = drift * t + abs(rng.normal(0, 0.01))
+            row = {"step": t, "reward": 2 * math.sqrt(kl) + rng.normal(0, 0.1),
+                   "gold_reward": math.sqrt(kl) - 0.5 * kl + rng.normal(0, 0.1), "kl": kl,
+                   "entropy": 1.0 - 0.01 * t, "response_length": 5 + rng.normal(0, 0.3), "clip_fraction": 0.0,
+                   "approx_kl": 1e-4, "grad_norm": 1.0, "time_s": 0.01}
+            if critic:
+                row.update(value_loss=1.0 / t, explained_variance=min(1.0, t / steps))
+            f.write(json.dumps(row) + "\n")
+    (path / "summary.json").write_text(json.dumps({"wall_time_s": 1.5 + seed}))
+    return path
+
+
+@pytest.fixture
+def group(tmp_path):
+    return [make_run(tmp_path, a, s, critic=(a == "ppo")) for a in ("grpo", "ppo") for s in range(3)]
+
+
+def test_plot_run_curves_writes_png_titled_with_algo_task_and_steps(tmp_path):
+    run = make_run(tmp_path, "ppo", critic=True)
+    out = plotting.plot_run_curves(run, tmp_path / "curves.png")
+    assert out.read_bytes().startswith(PNG)
+    fig = plotting.run_curves_figure(plotting.load_run(run))
+    title = fig._suptitle.get_text()
+    assert "ppo" in title and "pref" in title and "30 steps" in title
+    panels = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert "critic explained variance" in panels and "clip fraction" in panels and len(panels) == 7
+
+
+def test_run_curves_omit_critic_panels_when_the_run_has_no_critic(tmp_path):
+    fig = plotting.run_curves_figure(plotting.load_run(make_run(tmp_path, "grpo")))
+    panels = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert "critic explained variance" not in panels and len(panels) == 6
+
+
+def test_plot_runs_multi_seed_group_writes_png_svg_and_pdf(tmp_path, group):
+    png = plotting.plot_runs(group, ["gold_reward", "kl"], tmp_path / "a.png", smooth=3)
+    svg = plotting.plot_runs(group, ["gold_reward", "kl"], tmp_path / "a.svg")
+    pdf = plotting.plot_runs(group, None, tmp_path / "sub" / "a.pdf")
+    assert png.read_bytes().startswith(PNG)
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text and "gold reward" in text
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_plot_runs_is_deterministic(tmp_path, group):
+    a = plotting.plot_runs(group, ["gold_reward"], tmp_path / "a.png").read_bytes()
+    b = plotting.plot_runs(group, ["gold_reward"], tmp_path / "b.png").read_bytes()
+    c = plotting.plot_runs(group, ["gold_reward"], tmp_path / "c.svg").read_bytes()
+    d = plotting.plot_runs(group, ["gold_reward"], tmp_path / "d.svg").read_bytes()
+    assert a == b and c == d
+
+
+def test_runs_figure_groups_by_algo_with_units_and_readable_fonts(tmp_path, group):
+    runs = [plotting.load_run(d) for d in group]
+    fig = plotting.runs_figure(runs, ["gold_reward", "kl", "response_length"], smooth_k=1)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_ylabel() for ax in axes] == ["reward", "nats / sequence", "tokens"]
+    assert all(ax.get_xlabel() == "step" for ax in axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["grpo (3 seeds)", "ppo (3 seeds)"]
+    title = fig._suptitle.get_text()
+    assert "pref" in title and "30 steps" in title and "3 seeds" in title
+    texts = [ax.title for ax in axes] + [ax.xaxis.label for ax in axes] + [ax.yaxis.label for ax in axes]
+    texts += [t for ax in axes for t in ax.get_xticklabels() + ax.get_yticklabels()] + fig.legends[0].get_texts()
+    assert min(t.get_fontsize() for t in texts) >= 11
+
+
+def test_frontier_view_plots_both_rewards_against_sqrt_kl(tmp_path, group):
+    out = plotting.plot_runs(group, None, tmp_path / "f.png", frontier=True)
+    assert out.read_bytes().startswith(PNG)
+    fig = plotting.frontier_figure([plotting.load_run(d) for d in group])
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2 and all("√KL" in ax.get_xlabel() for ax in axes)
+    # one dot per step and seed; the line runs through bin means in increasing sqrt(KL)
+    grpo = [ax.collections[0] for ax in axes]
+    assert all(len(c.get_offsets()) == 3 * 30 for c in grpo)
+    line = [l for l in axes[1].get_lines() if l.get_label().startswith("grpo")][0]
+    assert np.all(np.diff(line.get_xdata()) >= 0)
+    x, y = plotting.frontier_points([plotting.load_run(d) for d in group[:3]], "gold_reward")
+    assert line.get_xdata().mean() == pytest.approx(x.mean()) and line.get_ydata().mean() == pytest.approx(y.mean())
+
+
+def test_binned_means_of_a_line_lie_on_the_line():
+    x = np.linspace(0, 1, 100)
+    bx, by = plotting.binned_means(x[::-1], 3 * x[::-1] + 1, 10)
+    assert len(bx) == 10 and np.allclose(by, 3 * bx + 1)
+
+
+# ------------------------------------------------------------------------------------------ bootstrap band
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 8).flatmap(lambda s: st.lists(
+    st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=3, max_size=3), min_size=s, max_size=s)))
+def test_bootstrap_band_contains_the_mean(values):
+    v = np.array(values)
+    mean, lo, hi = plotting.bootstrap_band(v)
+    tol = 1e-9 * (1 + np.abs(v).max())
+    assert np.allclose(mean, v.mean(axis=0))
+    assert np.all(lo <= mean + tol) and np.all(mean <= hi + tol)
+    assert np.all(lo >= v.min(axis=0) - tol) and np.all(hi <= v.max(axis=0) + tol)
+
+
+def test_bootstrap_band_is_absent_for_one_seed(tmp_path):
+    mean, lo, hi = plotting.bootstrap_band(np.arange(5.0)[None, :])
+    assert np.array_equal(mean, np.arange(5.0)) and np.isnan(lo).all() and np.isnan(hi).all()
+    one = [plotting.load_run(make_run(tmp_path / "a", algo, 0)) for algo in ("grpo", "ppo")]
+    fig = plotting.runs_figure(one, ["reward", "kl"])
+    assert all(len(ax.collections) == 0 for ax in fig.axes)          # no fill_between band
+    assert "1 seed each" in fig._suptitle.get_text()
+    two = [plotting.load_run(make_run(tmp_path / "b", "grpo", s)) for s in (0, 1)]
+    fig = plotting.runs_figure(two, ["reward", "kl"])
+    assert all(len(ax.collections) == 1 for ax in fig.axes if ax.get_visible())
+
+
+def test_bootstrap_band_only_where_two_seeds_have_a_value():
+    v = np.array([[1.0, 2.0, 3.0, 4.0], [3.0, 4.0, np.nan, np.nan]])
+    mean, lo, hi = plotting.bootstrap_band(v)
+    assert np.allclose(mean, [2.0, 3.0, 3.0, 4.0])
+    assert np.isfinite(lo[:2]).all() and np.isnan(lo[2:]).all() and np.isnan(hi[2:]).all()
+
+
+def test_bootstrap_band_is_deterministic_and_narrows_with_more_seeds():
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(size=(4, 1)), rng.normal(size=(64, 1))
+    a, b = plotting.bootstrap_band(few), plotting.bootstrap_band(few)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    width = lambda band: float(band[2][0] - band[1][0])   # noqa: E731
+    assert width(plotting.bootstrap_band(many)) < width(plotting.bootstrap_band(few))
+    # about the normal-theory width 2 * 1.96 * sd / sqrt(n) for many seeds
+    assert width(plotting.bootstrap_band(many)) == pytest.approx(2 * 1.96 * many.std() / 8, rel=0.15)
+
+
+def test_smooth_is_a_centred_nan_aware_moving_average():
+    y = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert np.allclose(plotting.smooth(y, 3), [0.5, 1.0, 2.0, 3.0, 3.5])
+    assert np.allclose(plotting.smooth(y, 1), y)
+    assert np.allclose(plotting.smooth(np.full(7, 2.5), 4), 2.5)
+    out = plotting.smooth(np.array([1.0, np.nan, 3.0, np.nan]), 3)
+    assert np.allclose(out, [1.0, 2.0, 3.0, 3.0])
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_folder_without_metrics_is_a_user_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no metrics.jsonl"):
+        plotting.plot_runs([tmp_path / "empty"], None, tmp_path / "x.png")
+    with pytest.raises(UserError, match="no metrics.jsonl"):
+        plotting.plot_run_curves(tmp_path / "empty", tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_unknown_metric_is_named_with_the_available_ones(tmp_path, group):
+    with pytest.raises(UserError) as e:
+        plotting.plot_runs(group, ["gold_reward", "rewrd"], tmp_path / "x.png")
+    msg = str(e.value)
+    assert "'rewrd'" in msg and "gold_reward" in msg and "explained_variance" in msg and "\n" not in msg
+
+
+def test_unsupported_output_extension_is_a_user_error(tmp_path, group):
+    for name in ("x.jpg", "x"):
+        with pytest.raises(UserError, match="unsupported output format"):
+            plotting.plot_runs(group, None, tmp_path / name)
+    assert list(tmp_path.glob("x*")) == []
+
+
+# ------------------------------------------------------------------------------------------ table
+def test_comparison_table_gives_a_t_interval_over_seeds(tmp_path, group):
+    rows = plotting.comparison_table(group)
+    assert [r["algo"] for r in rows] == ["grpo", "ppo"] and all(r["seeds"] == 3 for r in rows)
+    finals = [plotting.final_value(plotting.load_run(d), "gold_reward") for d in group[:3]]
+    half = stats.t.ppf(0.975, 2) * np.std(finals, ddof=1) / math.sqrt(3)
+    assert rows[0]["final_gold_reward"] == pytest.approx(np.mean(finals))
+    assert rows[0]["final_gold_reward_ci95"] == pytest.approx(half)
+    assert rows[0]["wall_time_s"] == pytest.approx(2.5)            # mean of 1.5, 2.5, 3.5 from summary.json
+    md = plotting.table_markdown(rows)
+    assert md.count("\n| grpo | 3 |") == 1 and md.count("\n| ppo | 3 |") == 1 and "t interval" in md.replace("-", " ")
+    lines = plotting.table_csv(rows).splitlines()
+    assert lines[0].split(",")[:4] == ["algo", "seeds", "steps", "final_gold_reward"] and len(lines) == 3
+
+
+def test_comparison_table_has_no_interval_for_one_seed(tmp_path):
+    rows = plotting.comparison_table([make_run(tmp_path, "grpo")])
+    row = [l for l in plotting.table_markdown(rows).splitlines() if l.startswith("| grpo")][0]
+    assert math.isnan(rows[0]["final_gold_reward_ci95"]) and "±" not in row
+    assert plotting.table_csv(rows).splitlines()[1].split(",")[4] == ""
+
+
+def test_plotting_never_imports_pyplot(tmp_path):
+    run = make_run(tmp_path)
+    code = ("import sys; from toyrlhf import plotting; "
+            f"plotting.plot_run_curves({str(run)!r}, {str(tmp_path / 'c.png')!r}); "
+            "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -52,7 +52,9 @@ def format_table(report) -> list[str]:
               help="Monte-Carlo draws per estimator (KL: batches of 16 sequences; policy gradient: one group "
                    "of G=8 completions for each of 4 prompts).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the upstream models and of the draws.")
-def check_cmd(task, samples, seed):
+@click.option("--figure", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the table as a figure (.png, .svg or .pdf).")
+def check_cmd(task, samples, seed, figure):
     """Exact expectations and gradients vs Monte-Carlo estimates of the project's estimators (KL k1/k2/k3 as
     values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients)."""
     from toyrlhf import exact, stages
@@ -61,6 +63,9 @@ def check_cmd(task, samples, seed):
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if samples < 2:
         raise UserError(f"--samples must be at least 2, got {samples}")
+    if figure is not None:
+        from toyrlhf.plotting import output_format
+        output_format(figure)                      # refuse a bad extension before the work
     t0 = time.perf_counter()
     pipe = stages.Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed))
     with progress_bar(pipe.pretrain.steps + pipe.sft.steps, f"pretrain + sft {task} (cached after)",
@@ -84,6 +89,11 @@ def check_cmd(task, samples, seed):
     for line in format_table(report):
         click.echo(line)
     click.echo("")
+    if figure is not None:
+        from toyrlhf.plotting import check_figure, save_figure
+        info.setdefault("task", task)
+        info.setdefault("samples", samples)
+        save_figure(check_figure(report), figure)
     worst = max((abs(r.z_expected) for r in report.rows if np.isfinite(r.z_expected)), default=0.0)
     echo_summary(f"checked {len(report.rows)} estimator rows in {time.perf_counter() - t0:.1f} s", [
         ("max |z(E)|", f"{worst:.2f} ({'MC agrees with the exact engine' if worst <= exact.Z_MAX else 'MISMATCH'})"),

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Regenerates every reference figure in plots/ (the ones README.md shows). One command, from the repo root:
+#     bash plots/make_figures.sh
+# About 10 minutes on 2 cores (7 presets x 5 seeds x 500 steps, then the length-bias pair, then the check).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+work="${TOYRLHF_FIGURES_WORK:-$(mktemp -d)}"
+echo "run folders go to $work"
+
+# 1. every preset on the default task (learned reward model), 5 seeds
+toyrlhf compare ppo grpo dr_grpo dapo rloo reinforce gspo --seeds 5 --steps 500 --out "$work/presets" --overwrite
+cp "$work/presets/comparison.png" "$here/presets_pref.png"
+cp "$work/presets/frontier.png" "$here/frontier_pref.png"
+cp "$work/presets/comparison.md" "$here/presets_pref.md"
+
+# 2. GRPO vs Dr. GRPO on the length-bias task: length of incorrect vs correct answers
+toyrlhf compare grpo dr_grpo --task length --seeds 5 --steps 500 --out "$work/length" --overwrite
+toyrlhf plot "$work"/length/*/ --metric response_length_incorrect --metric response_length_correct \
+    --metric accuracy --metric response_length --smooth 25 --out "$here/length_bias.png"
+cp "$work/length/comparison.md" "$here/length_bias.md"
+
+# 3. the exact-vs-estimator check (KL estimators and policy gradients)
+toyrlhf check --figure "$here/check.png" | tee "$here/check.txt"

@@ -37,8 +37,8 @@ class RLConfig:
     """G: completions per prompt (GRPO's group; PPO also samples G per prompt so batches are comparable)."""
     temperature: float = 1.0
     """Sampling temperature; log-probs are taken from the same temperature-scaled logits."""
-    lr: float = 2e-3
-    """Policy Adam learning rate."""
+    lr: float = 1e-3
+    """Policy Adam learning rate (2e-3 collapsed the entropy within 50 steps on pref; 1e-3 keeps the curves readable)."""
     critic_lr: float = 5e-3
     """Critic (value model) Adam learning rate (PPO)."""
     max_grad_norm: float = 1.0

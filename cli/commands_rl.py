@@ -1,11 +1,11 @@
 """`toyrlhf run ALGO | run --resume DIR | algos`: RL from the cached SFT (and reward) models."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from toyrlhf import stages
 from toyrlhf.config import from_dict, load_config_file, parse_set_options, to_dict, with_overrides
 from toyrlhf.errors import UserError
 from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS, RLConfig
@@ -28,28 +28,58 @@ def resolve_config(algo: str | None, *, config_file=None, task=None, steps=None,
     algo = algo or file_data.get("algo")
     if algo is None:
         raise UserError("name an algorithm (toyrlhf algos lists them) or pass --config")
+    if not isinstance(algo, str):
+        raise UserError(f"algo: expected the name of an algorithm, got {algo!r:.60}")
     if algo not in PRESETS and algo != "custom":
         raise UserError(f"unknown algorithm {algo!r}; choose from {', '.join(PRESETS)}")
     data = {"algo": algo, **(PRESETS[algo].knobs if algo in PRESETS else {})}
     data = _deep_merge(data, file_data)
     data["algo"] = algo
+    if file_data:   # the file must be valid on its own, even where options below override it
+        try:
+            from_dict(RLConfig, data)
+        except UserError as e:
+            raise UserError(f"{config_file}: {e}") from None
     for key, value in (("task", task), ("steps", steps), ("seed", seed)):
         if value is not None:
             data[key] = value
     if task is not None and task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     cfg = from_dict(RLConfig, data)
-    cfg = with_overrides(cfg, parse_set_options(overrides))
+    sets = parse_set_options(overrides)
+    for name, option in (("task", "--task"), ("seed", "--seed")):   # one task and seed for the whole pipeline
+        if f"pretrain.{name}" in sets:
+            raise UserError(f"pretrain.{name} follows the run's {name}; use {option} (or --set {name}=...)")
+    cfg = with_overrides(cfg, sets)
+    check_against_task(cfg)
+    return cfg
+
+
+def check_against_task(cfg: RLConfig) -> None:
+    """Settings that are only wrong for the run's task, checked before anything is built or written."""
+    from toyrlhf.rl.algorithms import parse_weights
+    from toyrlhf.tasks import Task
     if cfg.task not in TASKS:
         raise UserError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}")
-    return cfg
+    task = TASKS[cfg.task]
+    if cfg.seed < 0:
+        raise UserError(f"seed must be >= 0, got {cfg.seed}")
+    unknown = sorted(set(parse_weights(cfg.reward_weights)) - set(task.reward_weights))
+    if unknown:
+        raise UserError(f"reward_weights: task {task.name!r} has no component {unknown[0]!r}; "
+                        f"it has {', '.join(task.reward_weights)}")
+    if cfg.advantage == "process" and type(task).step_rewards is Task.step_rewards:
+        raise UserError(f"task {task.name!r} gives no step rewards; advantage=process needs them")
+    from .commands_stages import check_model_shape
+    check_model_shape(cfg.pretrain)
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
 @click.argument("algo", required=False)
 @click.option("--task", default=None, help=f"Task name (default {DEFAULT_TASK}; see `toyrlhf tasks`).")
 @click.option("--steps", type=int, default=None, help="RL steps (default 500).")
-@click.option("--seed", type=int, default=None, help="Seed of the run and of its upstream models (default 0).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of the run and of its upstream models (default 0).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default runs/<algo>-<task>-s<seed>-<time>).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
@@ -61,24 +91,29 @@ def resolve_config(algo: str | None, *, config_file=None, task=None, steps=None,
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out folder.")
 def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume, overwrite):
     """Train a policy with an RL algorithm (ppo, grpo, dr_grpo, dapo, rloo, reinforce, gspo)."""
-    from toyrlhf.rl.run import Interrupted, models_summary, resume_config, train  # noqa: F401
-    from toyrlhf.rl.trainer import NumericalError
+    from toyrlhf.rl.run import resume_config, train
 
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be a positive integer, got {steps}")
     if resume:
-        if algo or config_file or task or seed is not None or overrides or out:
-            raise UserError("--resume takes the run folder only (its config.json holds the settings)")
+        if algo or config_file or task or seed is not None or overrides or out or overwrite:
+            raise UserError("--resume takes the run folder only (its config.json holds the settings; "
+                            "--steps may extend the run)")
         run_dir = Path(resume)
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir}: no such run folder")
         cfg = resume_config(run_dir)
-        if steps is not None:
+        check_against_task(cfg)
+        stages.cache_dir()
+        if steps is not None and steps != cfg.steps:
             cfg = with_overrides(cfg, {"steps": steps})
     else:
         cfg = resolve_config(algo, config_file=config_file, task=task, steps=steps, seed=seed, overrides=overrides)
         if exact and cfg.exact_every == 0:
             cfg = with_overrides(cfg, {"exact_every": 10})
+        stages.cache_dir()   # a stage cache we cannot write: one line, before the run folder is made
         run_dir = prepare_run_dir(out, f"{cfg.algo}-{cfg.task}-s{cfg.seed}", overwrite=overwrite)
-    exact = exact or cfg.exact_every > 0 and resume is not None
+    exact = exact or (resume is not None and cfg.exact_every > 0)
     label = f"{cfg.algo} on {cfg.task}"
     with progress_bar(cfg.pretrain.steps + cfg.sft.steps + cfg.rm.steps, "upstream models (cached after)",
                       ("loss",)) as build_bar:
@@ -87,15 +122,9 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
             build_bar(_state["n"], metrics)
 
         with progress_bar(cfg.steps, label, ("reward", "gold_reward", "kl")) as bar:
-            try:
-                summary = train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=build_progress,
-                                exact=exact)
-            except Interrupted as e:
-                click.echo(f"\ntoyrlhf: {e}", err=True)
-                sys.exit(e.code)
-            except NumericalError as e:
-                click.echo(f"toyrlhf: error: {e}", err=True)
-                sys.exit(3)
+            # Interrupted (exit 130) and NumericalError (exit 3) are reported by toyrlhf.cli.main
+            summary = train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=build_progress,
+                            exact=exact)
     rows = [("models in memory", ", ".join(f"{k} {v:,}" for k, v in summary["models"].items()))]
     for key, label_ in (("reward", "reward (optimised)"), ("gold_reward", "gold reward"), ("kl", "KL to reference"),
                         ("response_length", "response length"), ("explained_variance", "explained variance"),

@@ -9,7 +9,12 @@ import click
 
 @contextlib.contextmanager
 def progress_bar(total: int, label: str, keys: tuple[str, ...] = ()):
-    """Yields callback(step, metrics) that advances the bar and shows the named metrics."""
+    """Yields callback(step, metrics) that advances the bar and shows the named metrics. Drawn only when stderr is
+    a terminal: in a log file or a pipe click can only print the label, which would add lines to the one-line
+    error messages the commands promise."""
+    if not sys.stderr.isatty():
+        yield lambda step, metrics: None
+        return
     state = {"text": ""}
 
     def show(_):

@@ -43,10 +43,13 @@ def _coerce(value, typ, key: str):
             if isinstance(value, bool):
                 raise ValueError
             if isinstance(value, float):
-                if not value.is_integer():
+                if not value.is_integer() or not -2**63 < value < 2**63:
                     raise ValueError
                 return int(value)
-            return int(str(value), 10)
+            out = int(str(value), 10)
+            if not -2**63 < out < 2**63:   # beyond int64: numpy could not hold it
+                raise ValueError
+            return out
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError
@@ -66,7 +69,7 @@ def _coerce(value, typ, key: str):
 def from_dict(cls, data: dict, prefix: str = ""):
     """Build dataclass `cls` from a (possibly nested) dict; unknown keys are errors."""
     if not isinstance(data, dict):
-        raise UserError(f"{prefix or 'config'}: expected a table of settings")
+        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a table of settings, got {data!r:.40}")
     types = _field_types(cls)
     kwargs = {}
     for key, value in data.items():

@@ -5,9 +5,11 @@ so an interrupted or killed process leaves either the old file or the new one, n
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import tempfile
 import time
 import zipfile
@@ -18,13 +20,26 @@ import numpy as np
 from .errors import UserError
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()   # what open() would give; mkstemp alone creates 0600 files
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), _FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -64,9 +79,15 @@ def load_npz(path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         if not path.exists():
             raise UserError(f"{path}: no such checkpoint")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):   # a bare .npy array: not an archive of named arrays
+            raise ValueError("an .npy array, not an .npz archive")
+        with z:
             out = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError, NotImplementedError,
+            MemoryError) as e:
+        # RuntimeError / NotImplementedError: zipfile's reaction to some corrupt or exotic archives;
+        # MemoryError: a corrupt array header that claims an enormous shape
         raise UserError(f"{path}: not a readable toyrlhf checkpoint ({e.__class__.__name__})") from None
     missing = [k for k in required if k not in out]
     if missing:
@@ -104,9 +125,38 @@ def prepare_run_dir(out: str | os.PathLike | None, name: str, *, overwrite: bool
         if overwrite:
             for f in ("metrics.jsonl", "summary.json", "checkpoint.npz", "curves.png"):
                 (path / f).unlink(missing_ok=True)
+            remove_stale_temp_files(path)
     except OSError as e:
         raise UserError(f"{path}: cannot create run folder ({e.strerror})") from None
     return path
+
+
+def remove_stale_temp_files(run_dir) -> None:
+    """Delete the `.NAME.XXXX.tmp` files a killed atomic write can leave behind (never a finished file)."""
+    for f in Path(run_dir).glob(f".*{TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            f.unlink()
+
+
+def _parse_metrics(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) pairs of a metrics log. A torn last line (no newline: the process was killed while writing
+    it) is dropped; any other unreadable line is a UserError."""
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                raise ValueError
+        except ValueError:
+            if i == len(lines) - 1:       # the unterminated tail
+                continue
+            raise UserError(f"{path}:{i + 1}: not a metrics record") from None
+        out.append((line, rec))
+    return out
 
 
 class MetricsLog:
@@ -116,12 +166,25 @@ class MetricsLog:
 
     def __init__(self, path, truncate_to_step: int | None = None):
         self.path = Path(path)
-        if truncate_to_step is not None and self.path.exists():
+        if truncate_to_step is not None:
             # resume: drop records written after the checkpoint's step (they will be recomputed identically)
-            kept = [l for l in self.path.read_text().splitlines()
-                    if l.strip() and json.loads(l)["step"] <= truncate_to_step]
+            kept = self.records_upto(self.path, truncate_to_step)
             atomic_write_bytes(self.path, "".join(l + "\n" for l in kept).encode())
         self._f = open(self.path, "a")
+
+    @staticmethod
+    def records_upto(path, step: int) -> list[str]:
+        """The log lines of steps 1..step, checked to be exactly those steps (UserError otherwise). Reads only:
+        call it before changing anything, so a run folder that cannot be resumed is left as it was."""
+        path = Path(path)
+        if step == 0:
+            return []
+        if not path.is_file():
+            raise UserError(f"{path}: missing, but the checkpoint is at step {step}; cannot resume")
+        kept = [(l, r) for l, r in _parse_metrics(path) if r["step"] <= step]
+        if [r["step"] for _, r in kept] != list(range(1, step + 1)):
+            raise UserError(f"{path}: does not hold steps 1..{step} of the checkpoint in order; cannot resume")
+        return [l for l, _ in kept]
 
     def write(self, record: dict) -> None:
         self._f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -135,12 +198,46 @@ def read_metrics(run_dir) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise UserError(f"{run_dir}: no metrics.jsonl (not a run folder?)")
-    out = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if not line.strip():
-            continue
+    return [r for _, r in _parse_metrics(path)]
+
+
+# ------------------------------------------------------------------------------------------ stopping a run
+class NumericalError(Exception):
+    """A non-finite loss, gradient or parameter: the run stops and keeps its last good checkpoint (CLI exit 3)."""
+
+
+class Interrupted(Exception):
+    """The work stopped on SIGINT / SIGTERM at a step boundary; what could be kept is written (CLI exit 130)."""
+
+    def __init__(self, message: str, code: int = 130):
+        super().__init__(message)
+        self.code = code
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """SIGINT / SIGTERM set a flag instead of raising mid-step; the loop checks it between steps (yields the
+    flag dict: flag["signal"] is the first signal's number, or None). A second signal is not deferred: it raises
+    KeyboardInterrupt at once (files stay whole: every replaced file is written atomically)."""
+    flag = {"signal": None}
+
+    def handler(signum, frame):
+        if flag["signal"] is not None:
+            raise KeyboardInterrupt
+        flag["signal"] = signum
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise UserError(f"{path}:{i + 1}: not valid JSON") from None
-    return out
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not in the main thread (e.g. a worker): leave signals alone
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name

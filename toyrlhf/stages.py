@@ -7,6 +7,7 @@ only), their checkpoints, and the stage cache that lets every RL run of a task a
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -201,9 +202,9 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("TOYRLHF_CACHE_DIR") or Path.home() / ".cache" / "toyrlhf")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a probe with a unique name: a shared fixed name raced between concurrent processes (one unlinked the
+        # other's probe, which then read the cache as "not writable")
+        tempfile.TemporaryFile(dir=path).close()
     except OSError:
         raise UserError(f"stage cache {path} is not writable; set TOYRLHF_CACHE_DIR to a writable folder") from None
     return path

@@ -2,8 +2,6 @@
 with Ctrl-C / SIGTERM handled between steps so that an interrupted run keeps everything and can be resumed."""
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,38 +10,13 @@ import numpy as np
 
 from ..config import to_dict
 from ..errors import UserError
-from ..runs import MetricsLog, read_metrics, write_json
+from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, read_json,  # noqa: F401
+                    read_metrics, remove_stale_temp_files, signal_name, write_json)
 from .algorithms import RLConfig
-from .trainer import NumericalError, Trainer, build_models, config_from_run
+from .trainer import Trainer, build_models, config_from_run
 
-
-class Interrupted(Exception):
-    """The run stopped on a signal after finishing a step; checkpoint and metrics are written."""
-
-    def __init__(self, message: str, code: int = 130):
-        super().__init__(message)
-        self.code = code
-
-
-@contextlib.contextmanager
-def deferred_signals():
-    """SIGINT / SIGTERM set a flag instead of raising mid-step; the loop checks it between steps."""
-    flag = {"signal": None}
-
-    def handler(signum, frame):
-        flag["signal"] = signum
-
-    old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            old[sig] = signal.signal(sig, handler)
-        except ValueError:  # not in the main thread (e.g. a worker): leave signals alone
-            pass
-    try:
-        yield flag
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+# Interrupted, NumericalError and deferred_signals live in toyrlhf.runs (the supervised stages use them too);
+# they are re-exported here for `from toyrlhf.rl.run import Interrupted`.
 
 
 def models_summary(trainer: Trainer) -> list[tuple[str, int]]:
@@ -61,51 +34,122 @@ def models_summary(trainer: Trainer) -> list[tuple[str, int]]:
 
 def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, resume: bool = False,
           build_progress: Callable | None = None, exact: bool = False) -> dict:
-    """Run (or resume) an RL run in `run_dir`. Returns the summary; raises Interrupted / NumericalError."""
+    """Run (or resume) an RL run in `run_dir`. Returns the summary; raises Interrupted / NumericalError.
+
+    Recovery contract:
+      * metrics.jsonl gets one line per finished step, flushed as it is written;
+      * checkpoint.npz (written atomically) holds every piece of state a step depends on: policy, reference,
+        critic, both Adam states, the KL controller and the RNG. A fresh run writes it at step 0, then every
+        `checkpoint_every` steps, at the last step and when a signal stops the run;
+      * SIGINT / SIGTERM are deferred to the end of the current step (a second one stops at once);
+      * resume loads the checkpoint, cuts metrics.jsonl back to its step and recomputes the rest, so a resumed
+        run writes the same metrics (apart from time_s) and ends with the same weights as an uninterrupted one.
+    """
     run_dir = Path(run_dir)
     t_start = time.perf_counter()
-    models = build_models(cfg, build_progress)
-    trainer = Trainer(cfg, models)
-    if exact:
-        from ..exact import training_metrics
-        trainer.exact_fn = training_metrics(cfg)
     ckpt = run_dir / "checkpoint.npz"
-    if resume:
-        if ckpt.exists():
-            trainer.load_state(ckpt)
-        log = MetricsLog(run_dir / "metrics.jsonl", truncate_to_step=trainer.step_count)
-    else:
-        write_json(run_dir / "config.json", to_dict(cfg))
-        log = MetricsLog(run_dir / "metrics.jsonl")
-    last_good = trainer.step_count
-    try:
-        with deferred_signals() as flag:
+    if resume and ckpt.exists():
+        precheck_checkpoint(ckpt, cfg)   # a foreign or mismatched checkpoint: say so before building anything
+    with deferred_signals() as flag:
+        if not resume:   # first, so that a run stopped while its upstream models are built can be resumed
+            write_json(run_dir / "config.json", to_dict(cfg))
+
+        def upstream_progress(step, metrics):
+            if build_progress:
+                build_progress(step, metrics)
+            if flag["signal"] is not None:
+                raise Interrupted(f"{signal_name(flag['signal'])} while building the upstream models (those finished "
+                                  f"are in the stage cache); continue with: toyrlhf run --resume {run_dir}")
+
+        models = build_models(cfg, upstream_progress)
+        trainer = Trainer(cfg, models)
+        if exact:
+            from ..exact import training_metrics
+            trainer.exact_fn = training_metrics(cfg)
+        if resume:
+            if ckpt.exists():
+                trainer.load_state(ckpt)
+            MetricsLog.records_upto(run_dir / "metrics.jsonl", trainer.step_count)   # check before changing
+            if trainer.step_count > cfg.steps:
+                raise UserError(f"{run_dir}: the checkpoint is at step {trainer.step_count}, past the run's "
+                                f"{cfg.steps} steps")
+            remove_stale_temp_files(run_dir)
+            if to_dict(cfg) != read_json(run_dir / "config.json"):   # `--resume DIR --steps N` extends the run
+                write_json(run_dir / "config.json", to_dict(cfg))
+            log = MetricsLog(run_dir / "metrics.jsonl", truncate_to_step=trainer.step_count)
+        else:
+            trainer.save(ckpt)
+            log = MetricsLog(run_dir / "metrics.jsonl")
+        last_good = trainer.step_count
+        try:
             while trainer.step_count < cfg.steps:
+                if flag["signal"] is not None:   # arrived while loading: nothing new to save
+                    raise Interrupted(_stopped(flag, trainer, cfg, run_dir))
                 try:
-                    metrics = trainer.step()
+                    # overflow / invalid operations are not warned about: _check_finite reports them as a
+                    # NumericalError naming the step and the quantity
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        metrics = trainer.step()
                 except NumericalError as e:
-                    raise NumericalError(f"{e}; checkpoint of step {last_good} kept in {run_dir}") from None
+                    raise NumericalError(f"{e}; run stopped, the last good checkpoint (step {last_good}) is kept in "
+                                         f"{ckpt} (try a lower lr)") from None
                 log.write(metrics)
                 if progress:
                     progress(trainer.step_count, metrics)
-                if trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.steps:
+                stop = flag["signal"] is not None
+                if stop or trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.steps:
                     trainer.save(ckpt)
                     last_good = trainer.step_count
-                if flag["signal"] is not None:
-                    trainer.save(ckpt)
-                    name = signal.Signals(flag["signal"]).name
-                    raise Interrupted(f"{name} after step {trainer.step_count}: metrics and checkpoint saved; "
-                                      f"continue with: toyrlhf run --resume {run_dir}")
-    finally:
-        log.close()
-    summary = summarize(run_dir, trainer, time.perf_counter() - t_start)
-    write_json(run_dir / "summary.json", summary)
-    try:
-        from ..plotting import plot_run_curves
-        plot_run_curves(run_dir, run_dir / "curves.png")
-    except ImportError:  # plotting module absent: the run itself is complete
-        pass
+                if stop and trainer.step_count < cfg.steps:
+                    raise Interrupted(_stopped(flag, trainer, cfg, run_dir))
+        finally:
+            log.close()
+        # a signal during the last step, the summary or the plot: the run is complete, finish these few writes
+        summary = summarize(run_dir, trainer, time.perf_counter() - t_start)
+        write_json(run_dir / "summary.json", summary)
+        try:
+            from ..plotting import plot_run_curves
+        except ImportError:  # plotting module absent: the run itself is complete
+            plot_run_curves = None
+        if plot_run_curves is not None:
+            plot_run_curves(run_dir, run_dir / "curves.png")
     return summary
+
+
+def precheck_checkpoint(path: Path, cfg: RLConfig) -> None:
+    """Cheap checks of an RL checkpoint against the run's configuration (kind, model shape, critic), so that a
+    wrong file is a one-line UserError before the upstream models are built. `Trainer.load_state` checks the rest."""
+    from ..runs import from_json_array as _from_json, load_npz
+    from ..stages import model_config_for
+    from ..tasks import get_task
+    z = load_npz(path, required=("step", "policy", "reference", "model_config", "rng", "opt_m", "opt_v", "opt_t",
+                                 "kl_ctl"))
+    if "kind" in z and str(z["kind"]) != "rl":
+        raise UserError(f"{path}: holds a {z['kind']} model, not an RL run's checkpoint")
+    try:
+        shape = _from_json(z["model_config"])
+    except ValueError:
+        raise UserError(f"{path}: corrupt checkpoint (model_config is not JSON)") from None
+    try:
+        expected = model_config_for(get_task(cfg.task), cfg.pretrain).to_dict()
+    except ValueError as e:
+        raise UserError(f"{path}: {str(e).splitlines()[0]}") from None
+    if shape != expected:
+        raise UserError(f"{path}: checkpoint of a different model ({shape}) than config.json describes ({expected})")
+    try:
+        step = int(z["step"])
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: corrupt checkpoint (step is not a number)") from None
+    if step > cfg.steps:
+        raise UserError(f"{path}: the checkpoint is at step {step}, past the run's {cfg.steps} steps")
+    if ("critic" in z) != cfg.uses_critic:
+        raise UserError(f"{path}: checkpoint {'holds' if 'critic' in z else 'lacks'} a value model (critic), but the "
+                        f"run's algorithm {'uses none' if 'critic' in z else 'needs one'}")
+
+
+def _stopped(flag, trainer: Trainer, cfg: RLConfig, run_dir: Path) -> str:
+    return (f"{signal_name(flag['signal'])}: stopped after step {trainer.step_count} of {cfg.steps}; metrics and "
+            f"checkpoint saved; continue with: toyrlhf run --resume {run_dir}")
 
 
 def summarize(run_dir: Path, trainer: Trainer, wall: float) -> dict:

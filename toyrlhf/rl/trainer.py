@@ -25,16 +25,12 @@ from ..config import from_dict, to_dict
 from ..errors import UserError
 from ..model import TinyLM
 from ..optim import Adam, clip_grad_norm
-from ..runs import from_json_array, json_array, load_npz, save_npz
+from ..runs import NumericalError, from_json_array, json_array, load_npz, save_npz
 from ..tasks import get_task
 from . import advantages as adv_mod
 from . import losses
 from .algorithms import RLConfig, parse_weights
 from .rollout import RewardFn, Rollout, rollout
-
-
-class NumericalError(Exception):
-    """A non-finite loss, gradient or parameter: the run stops and keeps its last good checkpoint."""
 
 
 @dataclass
@@ -219,6 +215,7 @@ class Trainer:
                     vgrad, _ = clip_grad_norm(m.critic.value_backward(dv, vcache), cfg.max_grad_norm)
                     _check_finite(self.step_count + 1, value_loss=vloss, value_gradient=vgrad)
                     self.critic_opt.step(m.critic.flat, vgrad)
+                    _check_finite(self.step_count + 1, value_model_parameters=m.critic.flat)
                     stats["value_loss"].append(vloss)
                     stats["value_clip_fraction"].append(vst.get("value_clip_fraction", 0.0))
         self.step_count += 1
@@ -274,20 +271,52 @@ class Trainer:
         save_npz(path, self.state_arrays())
 
     def load_state(self, path) -> None:
+        """Restore everything `state_arrays` saved. The whole checkpoint is checked before anything is changed:
+        a checkpoint of another kind, shape or algorithm, or with non-finite numbers, is a UserError."""
         z = load_npz(path, required=("step", "policy", "reference", "rng", "opt_m", "opt_v", "opt_t", "kl_ctl"))
         m = self.models
+        if "kind" in z and str(z["kind"]) != "rl":
+            raise UserError(f"{path}: holds a {z['kind']} model, not an RL run's checkpoint")
         try:
-            m.policy.set_flat(z["policy"])
-            m.reference.set_flat(z["reference"])
-            self.opt.load_state({"m": z["opt_m"], "v": z["opt_v"], "t": z["opt_t"]})
+            step = int(z["step"])
+            rng_state = from_json_array(z["rng"])
+            kl_state = from_json_array(z["kl_ctl"])
+            opt = {"m": z["opt_m"], "v": z["opt_v"], "t": z["opt_t"]}
+            flats = {"policy": (m.policy, z["policy"]), "reference": (m.reference, z["reference"])}
+            critic_opt = None
             if m.critic is not None:
-                m.critic.set_flat(z["critic"])
-                self.critic_opt.load_state({"m": z["critic_opt_m"], "v": z["critic_opt_v"], "t": z["critic_opt_t"]})
-            self.rng.bit_generator.state = from_json_array(z["rng"])
-            self.kl_ctl.load_state_dict(from_json_array(z["kl_ctl"]))
-            self.step_count = int(z["step"])
+                if "critic" not in z:
+                    raise KeyError("no critic (value model) in the checkpoint, but this run's algorithm uses one")
+                flats["critic"] = (m.critic, z["critic"])
+                critic_opt = {"m": z["critic_opt_m"], "v": z["critic_opt_v"], "t": z["critic_opt_t"]}
+            elif "critic" in z:
+                raise KeyError("the checkpoint holds a critic, but this run's algorithm uses none")
+            for name, (model, flat) in flats.items():
+                if flat.shape != model.flat.shape:
+                    raise ValueError(f"{name} has {flat.size} parameters, this run's model {model.flat.size}")
+            for o, target in ((opt, self.opt), (critic_opt, self.critic_opt)):
+                if o is not None and (o["m"].shape != target.m.shape or o["v"].shape != target.v.shape):
+                    raise ValueError("optimizer state does not match the model's parameter count")
+            arrays = [f for _, f in flats.values()] + [opt["m"], opt["v"]] + \
+                ([critic_opt["m"], critic_opt["v"]] if critic_opt else [])
+            if not all(a.dtype.kind == "f" and np.all(np.isfinite(a)) for a in arrays):
+                raise ValueError("non-finite or non-float weights or optimizer state")
+            if step < 0 or int(opt["t"]) < 0 or (critic_opt is not None and int(critic_opt["t"]) < 0):
+                raise ValueError(f"negative step or optimizer count")
+            probe = np.random.default_rng()
+            probe.bit_generator.state = rng_state          # validates the RNG state without touching ours
+            type(self.kl_ctl)(1.0, 1.0, 1.0).load_state_dict(kl_state)
         except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}: checkpoint does not match this run ({str(e).splitlines()[0]})") from None
+            msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+            raise UserError(f"{path}: checkpoint does not match this run ({msg})") from None
+        for model, flat in flats.values():
+            model.set_flat(flat)
+        self.opt.load_state(opt)
+        if critic_opt is not None:
+            self.critic_opt.load_state(critic_opt)
+        self.rng.bit_generator.state = rng_state
+        self.kl_ctl.load_state_dict(kl_state)
+        self.step_count = step
 
 
 def _split(ro: Rollout, task):
@@ -302,8 +331,7 @@ def _mean(xs) -> float | None:
 def _check_finite(step: int, **quantities) -> None:
     for name, value in quantities.items():
         if not np.all(np.isfinite(value)):
-            raise NumericalError(f"non-finite {name.replace('_', ' ')} at step {step}; "
-                                 f"the last good checkpoint is kept (lower lr or raise beta)")
+            raise NumericalError(f"non-finite {name.replace('_', ' ')} at step {step}")
 
 
 def config_from_run(run_dir) -> RLConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import click
 
 from toyrlhf.errors import UserError
 
-from .common import set_option
+from .common import set_option, sigterm_as_interrupt
 
 
 # ------------------------------------------------------------------------------------------ plot
@@ -112,23 +113,6 @@ def _worker_threads(n: int):
                 os.environ[k] = v
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM to compare takes the Ctrl-C path: stop the workers between steps, keep what they wrote."""
-    import signal
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _build_upstream(configs_by_seed: dict[int, list]) -> None:
@@ -142,7 +126,7 @@ def _build_upstream(configs_by_seed: dict[int, list]) -> None:
     per_seed = {s: max(stage_steps(c) for c in cfgs) for s, cfgs in configs_by_seed.items()}
     total = sum(per_seed.values())
     with click.progressbar(length=total, label="upstream models, per seed (cached after)", width=24,
-                           file=click.get_text_stream("stderr"), show_eta=True) as bar:
+                           file=sys.stderr, show_eta=True) as bar:
         done = 0
         for seed, cfgs in configs_by_seed.items():
             last = {"step": 0}
@@ -232,11 +216,11 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     ctx = multiprocessing.get_context("spawn")      # numba + fork is unsafe; spawn starts clean interpreters
     state = {"text": ""}
     stop = ctx.Event()
-    with _sigterm_as_interrupt(), _worker_threads(max(1, _default_jobs() // jobs)), \
+    with sigterm_as_interrupt(), _worker_threads(max(1, _default_jobs() // jobs)), \
             cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                    initargs=(stop,)) as pool, \
             click.progressbar(length=n_runs, label=f"{n_runs} runs on {jobs} process{'es' if jobs > 1 else ''}",
-                              file=click.get_text_stream("stderr"), width=24, show_eta=True, show_pos=True,
+                              file=sys.stderr, width=24, show_eta=True, show_pos=True,
                               item_show_func=lambda _: state["text"]) as bar:
         futures = {pool.submit(_train_one, to_dict(cfg), str(run_dirs[key])): key for key, cfg in configs.items()}
         try:

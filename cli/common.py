@@ -54,3 +54,23 @@ def echo_summary(title: str, rows: list[tuple[str, object]]) -> None:
 def set_option(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                         help="Override any config setting (repeatable), e.g. --set lr=1e-3")(f)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM outside a training loop (which defers it to the end of a step) takes the Ctrl-C path: exit 130
+    with one line, keeping what was written, instead of the default silent death."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

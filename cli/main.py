@@ -6,8 +6,6 @@ kept); 130 interrupted by SIGINT or SIGTERM (what was finished is kept; `toyrlhf
 run); 1 an internal error (a bug: the traceback is printed, please report it)."""
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
 
 import click
@@ -16,6 +14,7 @@ from toyrlhf.errors import UserError
 from toyrlhf.runs import Interrupted, NumericalError
 
 from .commands_stages import pretrain_cmd, rm_cmd, sft_cmd, tasks_cmd
+from .common import sigterm_as_interrupt
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,22 +43,6 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", None) or \
     getattr(click.exceptions, "NoArgsIsHelp", None) or ()
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM outside a training loop (which defers it to the end of a step) stops like Ctrl-C: exit 130 with
-    one line, instead of the default silent death."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def main(argv=None) -> None:
@@ -69,7 +52,7 @@ def main(argv=None) -> None:
         click.echo(app.get_help(click.Context(app, info_name="toyrlhf")))
         return
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             app.main(args=argv, prog_name="toyrlhf", standalone_mode=False)
     except _NO_ARGS_IS_HELP as e:  # pragma: no cover - click >= 8.2
         click.echo(e.ctx.get_help() if e.ctx else str(e))

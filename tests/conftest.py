@@ -4,7 +4,28 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+
+def rel_err(a, b):
+    """max |a - b| relative to the larger of max|a|, max|b| (the gradient-check criterion)."""
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-12)
+
+
+def fd_grad(model, f, eps=1e-5):
+    """Central finite differences (float64) of the scalar f() over every parameter of `model`."""
+    theta = model.get_flat()
+    g = np.zeros_like(theta)
+    for i in range(theta.size):
+        for sign in (+1, -1):
+            t = theta.copy()
+            t[i] += sign * eps
+            model.set_flat(t)
+            g[i] += sign * f()
+        g[i] /= 2 * eps
+    model.set_flat(theta)
+    return g
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from toyrlhf.model import ModelConfig, TinyLM
 from toyrlhf.rl import advantages as adv_mod
 from toyrlhf.rl import losses
 from toyrlhf.tasks import get_task
+from conftest import fd_grad, rel_err
 
 Z = 4.0
 FD_TOL = 1e-6
@@ -38,27 +39,8 @@ PROMPTS = np.array([[tk.BOS, 3], [tk.BOS, 4]])
 T = 3
 
 
-def rel_err(a, b):
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
-
-
 def cos(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def fd_grad(model, f, eps=1e-5):
-    """Central finite differences of the scalar f() over every parameter."""
-    theta = model.get_flat()
-    g = np.zeros_like(theta)
-    for i in range(theta.size):
-        for sign in (1, -1):
-            t = theta.copy()
-            t[i] += sign * eps
-            model.set_flat(t)
-            g[i] += sign * f()
-        g[i] /= 2 * eps
-    model.set_flat(theta)
-    return g
 
 
 def fixed_reward(enum, seed, values=None):

@@ -14,27 +14,10 @@ from toyrlhf.errors import UserError
 from toyrlhf.model import ModelConfig, TinyLM
 from toyrlhf.tasks import get_task
 from toyrlhf.tokens import BOS, OUT_OFFSET, PAD
+from conftest import fd_grad, rel_err
 
 REL_TOL = 1e-6
 Z_MAX = 4.0
-
-
-def rel_err(a, b):
-    return np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-12)
-
-
-def fd_grad(model, f, eps=1e-5):
-    theta = model.get_flat()
-    g = np.zeros_like(theta)
-    for i in range(theta.size):
-        for sign in (+1, -1):
-            t = theta.copy()
-            t[i] += sign * eps
-            model.set_flat(t)
-            g[i] += sign * f()
-        g[i] /= 2 * eps
-    model.set_flat(theta)
-    return g
 
 
 # ------------------------------------------------------------------------------------------ the loss

@@ -302,7 +302,7 @@ class Trainer:
             if not all(a.dtype.kind == "f" and np.all(np.isfinite(a)) for a in arrays):
                 raise ValueError("non-finite or non-float weights or optimizer state")
             if step < 0 or int(opt["t"]) < 0 or (critic_opt is not None and int(critic_opt["t"]) < 0):
-                raise ValueError(f"negative step or optimizer count")
+                raise ValueError("negative step or optimizer count")
             probe = np.random.default_rng()
             probe.bit_generator.state = rng_state          # validates the RNG state without touching ours
             type(self.kl_ctl)(1.0, 1.0, 1.0).load_state_dict(kl_state)

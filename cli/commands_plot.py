@@ -146,6 +146,7 @@ def _resolve_configs(algos, task, seeds, steps, overrides) -> dict[tuple[str, in
     from toyrlhf.config import from_dict, parse_set_options, with_overrides
     from toyrlhf.rl.algorithms import PRESETS, RLConfig
 
+    from .commands_rl import check_against_task
     sets = parse_set_options(overrides)
     for key, option in (("algo", "the ALGO arguments"), ("seed", "--seeds"), ("task", "--task")):
         if key in sets:
@@ -156,7 +157,9 @@ def _resolve_configs(algos, task, seeds, steps, overrides) -> dict[tuple[str, in
             data = {**PRESETS[algo].knobs, "algo": algo, "task": task, "seed": seed}
             if steps is not None:
                 data["steps"] = steps
-            out[(algo, seed)] = with_overrides(from_dict(RLConfig, data), sets)
+            cfg = with_overrides(from_dict(RLConfig, data), sets)
+            check_against_task(cfg)        # the same up-front checks as `toyrlhf run`, before anything is built
+            out[(algo, seed)] = cfg
     return out
 
 

@@ -546,10 +546,6 @@ def test_bad_input_through_real_subprocesses_is_one_line_exit_2(env, tmp_path):
         assert len(err.splitlines()) == 1 and err.startswith("toyrlhf: error: "), (c, err)
 
 
-@pytest.mark.xfail(reason="compare (cli/commands_plot.py, not ours) does not check the model shape before it builds "
-                          "the upstream models: ModelConfig's ValueError escapes as a traceback (exit 1). Fix: call "
-                          "cli.commands_rl.check_against_task(cfg) on each resolved config in _resolve_configs.",
-                   strict=False)
 @pytest.mark.parametrize("setting", ["pretrain.hidden=0", "pretrain.arch=transformer"])
 def test_compare_checks_the_model_shape_up_front(env, capsys, setting):
     out = fresh(env)

@@ -1062,14 +1062,10 @@ def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_
     mc = {}
     for a in algos:
         c = cfgs[a]
-        if c.advantage == "group":
-            A = adv_mod.group_advantages(r, G, scale="std", std=c.std, eps=c.adv_eps)
-        elif c.advantage == "group_mean":
-            A = adv_mod.group_advantages(r, G, scale="none")
-        elif c.advantage == "rloo":
-            A = adv_mod.rloo_advantages(r, G)
-        else:   # the batch baseline is the mean of each draw's own batch
+        if c.advantage == "reinforce":   # the batch baseline is the mean of each draw's own batch
             A = np.concatenate([adv_mod.reinforce_advantages(x) for x in r.reshape(samples, Bpg)])
+        else:
+            A = adv_mod.sequence_advantages(r, G, c.advantage, std=c.std, eps=c.adv_eps)
         _, dlogp, _ = losses.policy_loss(logp, logp, adv_mod.broadcast_to_tokens(A, s.mask), s.mask,
                                          aggregation=c.aggregation, max_tokens=T, n_seqs=Bpg)
         mc[a] = draws.add(dlogp, sign=-1.0)          # ascent direction: -d loss / d theta

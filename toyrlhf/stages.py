@@ -124,6 +124,19 @@ def _lm_step(model: TinyLM, opt: Adam, tokens: np.ndarray, mask: np.ndarray, max
     return float(loss)
 
 
+def _train_lm(model: TinyLM, tok: np.ndarray, mask: np.ndarray, cfg, rng: np.random.Generator,
+              progress: Callable | None) -> list[float]:
+    """cfg.steps Adam steps on minibatches of cfg.batch_size rows drawn with replacement from (tok, mask)."""
+    opt = Adam(model.flat.size, lr=cfg.lr)
+    losses = []
+    for step in range(cfg.steps):
+        idx = rng.integers(0, tok.shape[0], cfg.batch_size)
+        losses.append(_lm_step(model, opt, tok[idx], mask[idx]))
+        if progress:
+            progress(step, {"loss": losses[-1]})
+    return losses
+
+
 def predicted_mask(tok: np.ndarray) -> np.ndarray:
     """Positions a pretrained LM predicts: every non-PAD, non-BOS token (the BOS padding is context only)."""
     m = (tok != tk.PAD) & (tok != tk.BOS)
@@ -155,13 +168,7 @@ def pretrain(cfg: PretrainConfig, progress: Callable | None = None) -> tuple[Tin
     prompts, comps = task.sample_corpus(cfg.corpus_size, rng)
     tok, _ = tk.join(prompts, comps)
     mask = predicted_mask(tok)
-    opt = Adam(model.flat.size, lr=cfg.lr)
-    losses = []
-    for step in range(cfg.steps):
-        idx = rng.integers(0, cfg.corpus_size, cfg.batch_size)
-        losses.append(_lm_step(model, opt, tok[idx], mask[idx]))
-        if progress:
-            progress(step, {"loss": losses[-1]})
+    losses = _train_lm(model, tok, mask, cfg, rng, progress)
     heldout, se = corpus_loss(model, task, 4000, seed=cfg.seed + 10_000)
     entropy = task.corpus_entropy_per_token()
     summary = {"stage": "pretrain", "task": cfg.task, "seed": cfg.seed, "steps": cfg.steps,
@@ -177,13 +184,7 @@ def sft(model: TinyLM, task: Task, cfg: SFTConfig, seed: int, progress: Callable
     rng = np.random.default_rng([seed, 3])
     prompts, comps = task.demonstrations(cfg.demos, rng)
     tok, mask = tk.join(prompts, comps)
-    opt = Adam(model.flat.size, lr=cfg.lr)
-    losses = []
-    for step in range(cfg.steps):
-        idx = rng.integers(0, cfg.demos, cfg.batch_size)
-        losses.append(_lm_step(model, opt, tok[idx], mask[idx]))
-        if progress:
-            progress(step, {"loss": losses[-1]})
+    losses = _train_lm(model, tok, mask, cfg, rng, progress)
     return model, {"stage": "sft", "steps": cfg.steps, "final_train_loss": float(np.mean(losses[-50:]))}
 
 

@@ -311,3 +311,20 @@ def zero_std_groups(rewards, G: int) -> np.ndarray:
     """
     r = _grouped(rewards, G, min_group=1)
     return r.max(axis=1) == r.min(axis=1)
+
+
+SEQUENCE_ADVANTAGES = ("group", "group_mean", "rloo", "reinforce")
+
+
+def sequence_advantages(rewards, G: int, kind: str, *, std: str = "population", eps: float = 1e-6) -> np.ndarray:
+    """One advantage per sequence by name: 'group' (GRPO, DeepSeekMath §4.1.2: (r - mean)/(std + eps)),
+    'group_mean' (Dr. GRPO: r - mean), 'rloo' (Ahmadian et al. 2024: r - mean of the others), 'reinforce'
+    (Williams 1992 with the batch mean as baseline). Dispatches to the functions above."""
+    _check_choice("kind", kind, SEQUENCE_ADVANTAGES)
+    if kind == "group":
+        return group_advantages(rewards, G, scale="std", std=std, eps=eps)
+    if kind == "group_mean":
+        return group_advantages(rewards, G, scale="none")
+    if kind == "rloo":
+        return rloo_advantages(rewards, G)
+    return reinforce_advantages(rewards)

@@ -148,14 +148,7 @@ class Trainer:
             full_r[:, P:], full_end[:, P:] = step_r, step_end & ro.mask[:, P:]
             adv = adv_mod.process_advantages(full_r, full_end, G, scale="std", std=cfg.std, eps=cfg.adv_eps)
         else:
-            if cfg.advantage == "group":
-                a = adv_mod.group_advantages(seq_reward, G, scale="std", std=cfg.std, eps=cfg.adv_eps)
-            elif cfg.advantage == "group_mean":
-                a = adv_mod.group_advantages(seq_reward, G, scale="none")
-            elif cfg.advantage == "rloo":
-                a = adv_mod.rloo_advantages(seq_reward, G)
-            else:
-                a = adv_mod.reinforce_advantages(seq_reward)
+            a = adv_mod.sequence_advantages(seq_reward, G, cfg.advantage, std=cfg.std, eps=cfg.adv_eps)
             adv = adv_mod.broadcast_to_tokens(a, ro.mask)
         if cfg.whiten:
             adv = adv_mod.batch_normalize(adv, ro.mask)

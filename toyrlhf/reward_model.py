@@ -144,6 +144,7 @@ def group_bt_loss(r, margin: float = 0.0) -> tuple[float, np.ndarray]:
 
 def rm_loss_and_grad(model: TinyLM, tokens, mask, k: int, margin: float = 0.0):
     """The full RM objective on ranked groups: tokens/mask (n*k, L) group-major, best first.
+    L = -(1/n) sum_groups (1/C(k,2)) sum_{i<j} log sigma(r_i - r_j - m)  (Ouyang et al. 2022, InstructGPT eq. 1).
     Returns (loss, flat gradient, rewards (n, k))."""
     r, cache = model.reward_forward(tokens, mask)
     r = r.reshape(-1, k)
@@ -225,7 +226,8 @@ def evaluate(model: TinyLM, data: prefs.Preferences, margin: float = 0.0) -> dic
 
 def normalisation(model: TinyLM, policy: TinyLM, task: Task, n: int, rng: np.random.Generator,
                   temperature: float = 1.0) -> tuple[float, float]:
-    """(mean, std) of the raw RM score over n fresh policy completions on uniformly drawn prompts."""
+    """(mean, std) of the raw RM score over n fresh policy completions on uniformly drawn prompts: the reward
+    normalisation of Ziegler et al. 2019 §2.2 (scores mean 0, std 1 under the initial policy)."""
     prompts = task.sample_prompts(n, rng)
     s = policy.sample(prompts, task.max_new_tokens, rng, temperature)
     r = model.reward_forward(s.tokens, s.mask)[0]

@@ -23,8 +23,8 @@ def random_batch(rng, V, B, P, T):
     return tokens, mask
 
 
-def small_model(arch, seed, V=7, k=3, d=3, h=5):
-    return TinyLM(ModelConfig(vocab_size=V, arch=arch, context=k, embed=d, hidden=h), seed=seed, init="random")
+def small_model(arch, seed, V=7, k=3, d=3, h=5, **kw):
+    return TinyLM(ModelConfig(vocab_size=V, arch=arch, context=k, embed=d, hidden=h, **kw), seed=seed, init="random")
 
 
 shapes = st.tuples(st.sampled_from(["mlp", "bigram"]), st.integers(0, 10_000), st.integers(4, 7),
@@ -91,6 +91,58 @@ def test_reward_head_backward_matches_finite_differences(arch):
 
     g = m.reward_backward(w, m.reward_forward(tokens, mask)[1])
     assert rel_err(g, fd_grad(m, f)) <= REL_TOL
+
+
+@pytest.mark.parametrize("align, pool", [("recent", "last"), ("prefix", "mean"), ("prefix", "last")])
+def test_reward_head_backward_matches_finite_differences_for_every_window_and_pooling(align, pool):
+    rng = np.random.default_rng(4)
+    m = small_model("mlp", 4, k=7, align=align, reward_pool=pool)
+    tokens, mask = random_batch(rng, 7, 5, 3, 4)
+    w = rng.normal(size=5)
+
+    def f():
+        return float(np.sum(w * m.reward_forward(tokens, mask)[0]))
+
+    g = m.reward_backward(w, m.reward_forward(tokens, mask)[1])
+    assert rel_err(g, fd_grad(m, f)) <= REL_TOL
+
+
+@pytest.mark.parametrize("align", ["recent", "prefix"])
+def test_value_and_logp_backward_match_finite_differences_for_both_window_alignments(align):
+    rng = np.random.default_rng(5)
+    m = small_model("mlp", 5, k=7, align=align)
+    tokens, mask = random_batch(rng, 7, 4, 3, 4)
+    w = rng.normal(size=tokens.shape)
+    g = m.value_backward(w, m.value_forward(tokens, mask)[1])
+    assert rel_err(g, fd_grad(m, lambda: float(np.sum(w * m.value_forward(tokens, mask)[0])))) <= REL_TOL
+    g = m.logp_backward(w, m.logp_forward(tokens, mask)[2])
+    assert rel_err(g, fd_grad(m, lambda: float(np.sum(w * m.logp_forward(tokens, mask)[0])))) <= REL_TOL
+
+
+def test_prefix_window_holds_absolute_positions_and_never_sees_past_its_end():
+    m = small_model("mlp", 6, k=5, align="prefix")
+    tokens = np.array([[BOS, 3, 4, 5, 6], [BOS, 6, 5, 4, 3]])
+    X = m.contexts(tokens, np.array([0, 1, 0]), np.array([4, 1, 2]))
+    assert X.tolist() == [[BOS, 3, 4, 5, 6], [BOS, 6, PAD, PAD, PAD], [BOS, 3, 4, PAD, PAD]]
+    with pytest.raises(ValueError, match="at most 5 tokens"):
+        m.contexts(np.zeros((1, 7), np.int64), np.array([0]), np.array([5]))
+
+
+def test_last_token_reward_reads_the_whole_sequence_and_ignores_what_follows_the_completion():
+    m = small_model("mlp", 7, k=7, align="prefix", reward_pool="last")
+    tokens = np.array([[BOS, 3, 4, 5, EOS, PAD, PAD]] * 3)
+    tokens[1, 1] = 6                                        # another prompt token: another reward
+    tokens[2, 5:] = [5, 6]                                  # junk after the completion's end: the same reward
+    mask = np.zeros(tokens.shape, bool)
+    mask[:, 3:5] = True
+    r = m.reward_forward(tokens, mask)[0]
+    assert r[0] != r[1] and r[0] == r[2]
+
+
+def test_model_config_rejects_unknown_alignment_and_pooling():
+    for bad in (dict(align="middle"), dict(reward_pool="max"), dict(arch="bigram", align="prefix")):
+        with pytest.raises(ValueError):
+            ModelConfig(vocab_size=7, **bad)
 
 
 def test_bigram_logp_depends_only_on_previous_token():

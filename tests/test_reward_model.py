@@ -84,11 +84,15 @@ def ranked_batch(rng, V, n, k, P_len=3, T=4):
     return tokens, mask
 
 
-@pytest.mark.parametrize("arch", ["mlp", "bigram"])
+HEAD_SHAPES = {"mlp-mean": dict(arch="mlp", context=3), "bigram-mean": dict(arch="bigram", context=3),
+               "mlp-sequence": dict(arch="mlp", context=7, align="prefix", reward_pool="last")}
+
+
+@pytest.mark.parametrize("head", HEAD_SHAPES)
 @pytest.mark.parametrize("k, margin", [(2, 0.0), (2, 0.5), (3, 0.0), (3, 0.25)])
-def test_rm_gradient_through_the_tinylm_matches_finite_differences(arch, k, margin):
+def test_rm_gradient_through_the_tinylm_matches_finite_differences(head, k, margin):
     rng = np.random.default_rng(k)
-    m = TinyLM(ModelConfig(vocab_size=7, arch=arch, context=3, embed=3, hidden=5), seed=k, init="random")
+    m = TinyLM(ModelConfig(vocab_size=7, embed=3, hidden=5, **HEAD_SHAPES[head]), seed=k, init="random")
     tokens, mask = ranked_batch(rng, 7, 4, k)
     loss, g, r = R.rm_loss_and_grad(m, tokens, mask, k, margin)
     assert r.shape == (4, k)
@@ -107,7 +111,8 @@ def test_rm_gradient_through_the_tinylm_matches_finite_differences(arch, k, marg
 # ------------------------------------------------------------------------------------------ config and model
 def test_config_fields_are_validated():
     for bad in (dict(pairs=1), dict(k=1), dict(tau=-1.0), dict(heldout_frac=0.0), dict(heldout_frac=1.0),
-                dict(lr=0.0), dict(weight_decay=-1.0), dict(steps=0), dict(temperature=0.0), dict(norm_samples=1)):
+                dict(lr=0.0), dict(weight_decay=-1.0), dict(steps=0), dict(temperature=0.0), dict(norm_samples=1),
+                dict(head="max-pool"), dict(lr_schedule="linear")):
         with pytest.raises(ValueError):
             R.RMConfig(**bad)
 
@@ -120,13 +125,40 @@ def test_every_config_field_has_a_docstring():
         assert after.startswith('"""'), f.name
 
 
-def test_reward_head_is_reinitialised_and_the_trunk_copied():
-    sft = TinyLM(ModelConfig(vocab_size=9), seed=0)
+def test_mean_head_copies_the_sft_trunk_and_reinitialises_the_reward_head():
+    task = get_task("pref")
+    sft = TinyLM(ModelConfig(vocab_size=task.vocab_size), seed=0)
     sft.params["wr"][:] = 5.0
-    rm = R.init_reward_model(sft, np.random.default_rng(0))
+    rm = R.init_reward_model(sft, task, "mean", np.random.default_rng(0))
+    assert rm.config == sft.config
     np.testing.assert_array_equal(rm.params["W1"], sft.params["W1"])
     assert np.abs(rm.params["wr"]).max() < 1.0 and rm.params["br"][0] == 0.0
     assert np.all(sft.params["wr"] == 5.0)               # the SFT model is untouched
+
+
+def test_sequence_head_reads_the_whole_sequence_with_the_sft_embeddings():
+    task = get_task("pref")
+    sft = TinyLM(ModelConfig(vocab_size=task.vocab_size), seed=0)
+    rm = R.init_reward_model(sft, task, "sequence", np.random.default_rng(0))
+    L = task.prompt_len + task.max_new_tokens
+    assert (rm.config.context, rm.config.align, rm.config.reward_pool) == (L, "prefix", "last")
+    np.testing.assert_array_equal(rm.params["emb"], sft.params["emb"])
+    assert rm.params["W1"].shape == (L * sft.config.embed, sft.config.hidden)
+    assert np.abs(rm.params["wr"]).max() < 1.0 and rm.params["br"][0] == 0.0
+    # every score depends on the first prompt word, which the 4-token windows of late completion tokens never see
+    rng = np.random.default_rng(1)
+    s = sft.sample(task.sample_prompts(8, rng), task.max_new_tokens, rng)
+    tok = s.tokens.copy()
+    w0 = task.word_ids[0]
+    tok[:, 1] = w0 + (tok[:, 1] - w0 + 1) % len(task.WORDS)              # another topic word
+    assert np.all(rm.reward_forward(s.tokens, s.mask)[0] != rm.reward_forward(tok, s.mask)[0])
+
+
+def test_sequence_head_needs_an_mlp_sft_model():
+    task = get_task("pref")
+    sft = TinyLM(ModelConfig(vocab_size=task.vocab_size, arch="bigram"), seed=0)
+    with pytest.raises(UserError, match="mlp"):
+        R.init_reward_model(sft, task, "sequence", np.random.default_rng(0))
 
 
 # ------------------------------------------------------------------------------------------ small pipeline
@@ -188,28 +220,30 @@ def test_default_rm_summary_is_complete_and_consistent(default_rm):
 
 
 @pytest.mark.slow
-def test_default_rm_on_unseen_prompts_is_within_6_points_of_the_ceiling_up_to_label_noise(default_rm):
-    """The honest statement on the default task. Measured on seed 0: realised 0.633, expected 0.633, ceiling 0.671
-    (3.8 points), gold order 0.80, Spearman 0.63, Pearson 0.66; the defaults were chosen on seeds 1-2, where the
-    gap of the expected accuracy was 3.2 and 5.4 points. Two parts:
-      * the RM's expected accuracy over the label noise (no sampling noise given the pairs) is at most 6 points
-        under the Bayes ceiling of the same pairs;
+def test_default_rm_heldout_accuracy_is_within_2_points_of_the_bayes_ceiling(default_rm):
+    """The issue's target on the default task, on prompts the RM never saw. Measured on seed 0: realised 0.660,
+    expected 0.662, ceiling 0.672 (1.0 points for the expected accuracy); seeds 1-3, on which the defaults were
+    chosen, gave gaps of 1.2, 1.0 and 1.3 points. Three parts:
+      * the RM's expected accuracy over the label noise (no label noise left, given the pairs) is within 2 points
+        of the Bayes ceiling of the same pairs;
       * the realised accuracy against the sampled labels differs from it by label noise only: at most 4 standard
-        errors (sqrt(sum p(1-p)) / n, ~0.8 points on the 3200 held-out pairs)."""
+        errors (sqrt(sum p(1-p)) / n, ~0.4 points on the 12800 held-out pairs);
+      * the realised accuracy itself (fixed seeds, so a fixed number) is within 2 points of the ceiling."""
     _, s = default_rm
-    assert s["heldout_expected_accuracy"] >= s["bayes_accuracy"] - 0.06
+    assert s["heldout_expected_accuracy"] >= s["bayes_accuracy"] - 0.02
     assert abs(s["heldout_accuracy"] - s["heldout_expected_accuracy"]) <= Z_MAX * s["heldout_accuracy_se"]
-    assert s["gold_order_accuracy"] >= 0.75 and s["spearman"] >= 0.5 and s["pearson"] >= 0.5
+    assert s["heldout_accuracy"] >= s["bayes_accuracy"] - 0.02
+    assert s["gold_order_accuracy"] >= 0.85 and s["spearman"] >= 0.8 and s["pearson"] >= 0.8
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not reached: the mean-pooled 4-token reward head cannot represent the pref "
-                                       "gold reward (1.4 points under the ceiling even fitted to exact gold "
-                                       "rewards on seen prompts, ~3 on unseen ones); with the default 12800 noisy "
-                                       "pairs the RM sits ~4 points under (see reward_model.py)")
-def test_default_rm_heldout_expected_accuracy_within_2_points_of_the_bayes_ceiling(default_rm):
-    _, s = default_rm
-    assert s["heldout_expected_accuracy"] >= s["bayes_accuracy"] - 0.02
+def test_mean_pooled_head_cannot_reach_the_ceiling_that_the_sequence_head_reaches(default_sft):
+    """The reason for the default: on the same pairs the mean-pooled 4-token head is misspecified for pref's
+    whole-completion gold reward and stays far under the ceiling (measured 4.2 points here, 3.4 with the full
+    defaults) where the sequence head gets within 2."""
+    cfg = R.RMConfig(head="mean", pairs=16_000, steps=1000, norm_samples=500)
+    _, s = R.train_reward_model(default_sft, get_task("pref"), cfg, seed=0)
+    assert s["heldout_expected_accuracy"] < s["bayes_accuracy"] - 0.03
 
 
 @pytest.mark.slow

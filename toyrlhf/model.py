@@ -1,6 +1,8 @@
 """TinyLM: a bigram table or a Bengio-style context-window MLP, with value and reward heads, and hand-written backprop.
 
-Forward, for a context of the last k tokens (BOS-padded on the left):
+Forward, for a context of k tokens: by default (align = "recent") the last k tokens, BOS-padded on the left
+(Bengio et al. 2003's n-gram window); with align = "prefix" the whole prefix at absolute positions 0..k-1,
+PAD-filled on the right (the reward model's reading of a whole sequence, like a transformer's last token):
 
     mlp:     E   = concat(emb[x_1], ..., emb[x_k])          (N, k*d)
              pre = E @ W1 + b1                              (N, h)
@@ -10,15 +12,18 @@ Forward, for a context of the last k tokens (BOS-padded on the left):
     LM head:     logits = H @ W2 (+ b2)                     (N, V_out) over output ids EOS and task tokens
                  logp   = log_softmax(logits / T)[target]   (N,)       T = sampling temperature
     value head:  v      = H @ wv + bv                       (N,)       PPO critic, one value per state
-    reward head: r      = mean_{completion windows}(H) @ wr + br    (B,)   completion-pooled scalar
+    reward head: r      = mean_{completion windows}(H) @ wr + br    (B,)   reward_pool = "mean"
+                 r      = H(window ending at the last token) @ wr + br  (B,)   reward_pool = "last"
 
 Every head has `forward -> (out, cache)` and `backward(dout, cache) -> grads`; gradients are named d<name>
 and returned in a flat vector laid out like the parameters (`get_flat` / `set_flat`), so gradient checks,
 optimisers and the exact engine all work on one array.
 
-Which window is a row? A row is named by (b, end): the window tokens[b, end-k+1 .. end].
+Which window is a row? A row is named by (b, end): the window tokens[b, end-k+1 .. end] ("recent"), or
+tokens[b, 0 .. end] followed by PAD up to k tokens ("prefix").
   * log-prob of token t and the value V(s_t) of the state before it use the window ending at t - 1;
-  * the reward head pools the windows ending at each completion token (the text the RM reads).
+  * the reward head pools the windows ending at each completion token ("mean"), or reads the one window ending
+    at the last completion token ("last"; with a prefix window of k >= L it sees the whole sequence).
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from . import kernels
 from .tokens import BOS, EOS, OUT_OFFSET, PAD
 
 ARCHS = ("mlp", "bigram")
+ALIGNS = ("recent", "prefix")
+REWARD_POOLS = ("mean", "last")
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,22 @@ class ModelConfig:
     """d: embedding width per context token."""
     hidden: int = 128
     """h: width of the tanh layer (the trunk's feature width)."""
+    align: str = "recent"
+    """Which k tokens the MLP sees at a position: 'recent' (the last k, BOS-padded on the left) or 'prefix'
+    (positions 0..k-1 of the sequence, PAD after the current token; sequences may not be longer than k)."""
+    reward_pool: str = "mean"
+    """How the reward head reads a completion: 'mean' of the features of the windows ending at each completion
+    token, or 'last' (the window ending at the last completion token, EOS or the T-th token)."""
 
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHS)}")
+        if self.align not in ALIGNS:
+            raise ValueError(f"unknown window alignment {self.align!r}; choose from {', '.join(ALIGNS)}")
+        if self.reward_pool not in REWARD_POOLS:
+            raise ValueError(f"unknown reward pooling {self.reward_pool!r}; choose from {', '.join(REWARD_POOLS)}")
+        if self.align == "prefix" and self.arch != "mlp":
+            raise ValueError("a prefix window needs the mlp architecture (the bigram sees one token)")
         for name in ("vocab_size", "context", "embed", "hidden"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"model {name} must be a positive integer, got {getattr(self, name)!r}")
@@ -165,9 +184,22 @@ class TinyLM:
         return tokens
 
     def contexts(self, tokens: np.ndarray, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Windows (N, k) of tokens[rows[n], ends[n]-k+1 .. ends[n]], BOS-padded on the left."""
-        return kernels._gather_contexts(self._check_tokens(tokens), np.ascontiguousarray(rows, np.int64),
-                                        np.ascontiguousarray(ends, np.int64), self.config.window, BOS)
+        """Windows (N, k) of tokens[rows[n], ends[n]-k+1 .. ends[n]], BOS-padded on the left (align 'recent'),
+        or of tokens[rows[n], 0 .. ends[n]], PAD-filled on the right (align 'prefix')."""
+        tokens = self._check_tokens(tokens)
+        rows = np.ascontiguousarray(rows, np.int64)
+        ends = np.ascontiguousarray(ends, np.int64)
+        k = self.config.window
+        if self.config.align == "recent":
+            return kernels._gather_contexts(tokens, rows, ends, k, BOS)
+        if ends.size and ends.max() >= k:
+            raise ValueError(f"a prefix-window model of context {k} cannot read position {int(ends.max())}: "
+                             f"sequences may hold at most {k} tokens")
+        X = np.full((rows.shape[0], k), PAD, dtype=np.int64)
+        width = min(k, tokens.shape[1])
+        X[:, :width] = tokens[rows, :width]
+        X[np.arange(k)[None, :] > ends[:, None]] = PAD     # the window never sees past its end
+        return X
 
     # ---------------------------------------------------------------- trunk
     def trunk_forward(self, X: np.ndarray):
@@ -272,14 +304,24 @@ class TinyLM:
 
     # ---------------------------------------------------------------- reward head
     def reward_forward(self, tokens: np.ndarray, mask: np.ndarray):
-        """Completion-pooled scalar reward: r_b = mean over completion tokens t of H(window ending at t) @ wr + br."""
+        """Scalar reward of each sequence from the windows ending AT its completion tokens:
+
+            reward_pool 'mean':  r_b = (1/|o_b|) sum_{t in completion} H(window ending at t) @ wr + br
+            reward_pool 'last':  r_b = H(window ending at the last completion token) @ wr + br
+        """
         tokens = self._check_tokens(tokens)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != tokens.shape:
+            raise ValueError(f"mask shape {mask.shape} != tokens shape {tokens.shape}")
         rows, cols = np.nonzero(mask)
         B = tokens.shape[0]
         counts = np.bincount(rows, minlength=B).astype(np.float64)
         if (counts == 0).any():
             raise ValueError("every sequence needs at least one completion token for the reward head")
-        X = self.contexts(tokens, rows, cols)                              # windows ending AT each token
+        if self.config.reward_pool == "last":
+            cols = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)   # (B,) last completion position
+            rows, counts = np.arange(B), np.ones(B)                        # one window per sequence
+        X = self.contexts(tokens, rows, cols)                              # (N, k) windows ending AT each token
         H, tcache = self.trunk_forward(X)                                  # (N, F)
         s = H @ self.params["wr"]                                          # (N,)
         pooled = np.bincount(rows, weights=s, minlength=B) / counts        # (B,)
@@ -288,7 +330,7 @@ class TinyLM:
 
     def reward_backward(self, dr: np.ndarray, cache) -> np.ndarray:
         rows, counts, H, tcache = cache
-        ds = (np.asarray(dr, dtype=np.float64) / counts)[rows]             # (N,)  d r_b / d s_n = 1/count_b
+        ds = (np.asarray(dr, dtype=np.float64) / counts)[rows]             # (N,)  d r_b / d s_n = 1/count_b (1 for 'last')
         g, grads = self.zeros_like_params()
         grads["wr"] += H.T @ ds
         grads["br"] += float(np.sum(dr))

@@ -1,4 +1,5 @@
-"""Adam (Kingma & Ba 2015, Algorithm 1) and global gradient-norm clipping, on flat parameter vectors."""
+"""Adam (Kingma & Ba 2015, Algorithm 1), global gradient-norm clipping and the cosine learning-rate schedule, on
+flat parameter vectors."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +13,16 @@ def clip_grad_norm(grad: np.ndarray, max_norm: float | None) -> tuple[np.ndarray
     if max_norm is not None and max_norm > 0 and norm > max_norm:
         return grad * (max_norm / norm), norm
     return grad, norm
+
+
+def cosine_lr(base_lr: float, step: int, total: int) -> float:
+    """Cosine annealing to zero without restarts (Loshchilov & Hutter 2017, SGDR eq. 5 with eta_min = 0, one cycle):
+
+        lr_t = base_lr * (1 + cos(pi * t / total)) / 2,   t = 0 .. total - 1
+    """
+    if total < 1:
+        raise ValueError(f"total steps must be >= 1, got {total}")
+    return float(base_lr * 0.5 * (1.0 + np.cos(np.pi * step / total)))
 
 
 @dataclass

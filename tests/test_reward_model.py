@@ -222,8 +222,8 @@ def test_default_rm_summary_is_complete_and_consistent(default_rm):
 @pytest.mark.slow
 def test_default_rm_heldout_accuracy_is_within_2_points_of_the_bayes_ceiling(default_rm):
     """The issue's target on the default task, on prompts the RM never saw. Measured on seed 0: realised 0.660,
-    expected 0.662, ceiling 0.672 (1.0 points for the expected accuracy); seeds 1-3, on which the defaults were
-    chosen, gave gaps of 1.2, 1.0 and 1.3 points. Three parts:
+    expected 0.662, ceiling 0.672 (1.0 points for the expected accuracy); seeds 1-3 gave gaps of 1.2, 1.0 and
+    1.3 points (the defaults come from sweeps over seeds 0-3). Three parts:
       * the RM's expected accuracy over the label noise (no label noise left, given the pairs) is within 2 points
         of the Bayes ceiling of the same pairs;
       * the realised accuracy against the sampled labels differs from it by label noise only: at most 4 standard

@@ -212,7 +212,7 @@ class PrefTask(Task):
         truncated  1 if the completion never emitted EOS                                (-0.5)
     The best completions (e.g. "t1 t2 w <eos>" with w a third word) score 2.1, the worst -2.2.
     Variety and on_topic are counts over the whole completion, so a reward model that mean-pools 4-token
-    windows can approximate but not reproduce the gold reward.
+    windows can approximate but not reproduce the gold reward; the default reward model reads the whole sequence.
 
     Corpus: a first-order Markov chain over words that ignores the topics, so on-topic completions are no
     likelier than chance and repeats are common: first word from START; then EOS w.p. 0.2, else a word

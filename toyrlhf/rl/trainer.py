@@ -65,7 +65,8 @@ def resolve_reward_source(cfg: RLConfig, task) -> str:
 
 def init_critic(sft_model: TinyLM, rm) -> TinyLM:
     """The value model starts from the reward model (InstructGPT §3.5; Huang et al. 2024): its trunk, and a value
-    head equal to the RM's normalised reward head, so V(s) starts as the RM's reading of the text so far.
+    head equal to the RM's normalised reward head, so V(s) starts as the RM's reading of the text so far (with the
+    default sequence RM, literally: its prefix window holds the prompt and the completion up to s).
     Without a learned RM (rule rewards) it starts from the SFT trunk with a zero value head."""
     if rm is None:
         critic = sft_model.copy()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every reference figure in plots/ (the ones README.md shows). One command, from the repo root:
 #     bash plots/make_figures.sh
-# About 10 minutes on 2 cores (7 presets x 5 seeds x 500 steps, then the length-bias pair, then the check).
+# About 10 minutes on 2 cores (7 presets x 5 seeds x 500 steps, the mean-pooled-RM pair, the length-bias pair, the check).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="${TOYRLHF_FIGURES_WORK:-$(mktemp -d)}"
@@ -12,6 +12,11 @@ toyrlhf compare ppo grpo dr_grpo dapo rloo reinforce gspo --seeds 5 --steps 500 
 cp "$work/presets/comparison.png" "$here/presets_pref.png"
 cp "$work/presets/frontier.png" "$here/frontier_pref.png"
 cp "$work/presets/comparison.md" "$here/presets_pref.md"
+
+# 1b. the same start with the weaker, mean-pooled reward model: over-optimisation (Gao et al. 2022)
+toyrlhf compare grpo ppo --set rm.head=mean --seeds 5 --steps 500 --out "$work/mean_rm" --overwrite
+cp "$work/mean_rm/frontier.png" "$here/frontier_pref_mean_rm.png"
+cp "$work/mean_rm/comparison.md" "$here/rm_mean_pref.md"
 
 # 2. GRPO vs Dr. GRPO on the length-bias task: length of incorrect vs correct answers
 toyrlhf compare grpo dr_grpo --task length --seeds 5 --steps 500 --out "$work/length" --overwrite

@@ -51,3 +51,26 @@ def test_clip_grad_norm_scales_to_max_norm_and_reports_norm_before():
 def test_adam_rejects_non_positive_learning_rate():
     with pytest.raises(ValueError):
         Adam(3, lr=0.0)
+
+
+def test_fused_adam_kernel_is_bit_identical_to_the_numpy_formula_of_algorithm_1():
+    rng = np.random.default_rng(0)
+    n = 1000
+    lr, b1, b2, eps = 3e-3, 0.9, 0.999, 1e-8
+    p_kernel, opt = rng.normal(size=n), Adam(n, lr=lr, beta1=b1, beta2=b2, eps=eps)
+    p_numpy, m, v = p_kernel.copy(), np.zeros(n), np.zeros(n)
+    for t in range(1, 30):
+        g = rng.normal(size=n) * 10.0 ** rng.integers(-6, 3, n)
+        opt.step(p_kernel, g)
+        m = b1 * m + (1.0 - b1) * g
+        v = b2 * v + (1.0 - b2) * g * g
+        p_numpy -= lr * (m / (1.0 - b1 ** t)) / (np.sqrt(v / (1.0 - b2 ** t)) + eps)
+    np.testing.assert_array_equal(p_kernel, p_numpy)
+    np.testing.assert_array_equal(opt.m, m)
+    np.testing.assert_array_equal(opt.v, v)
+
+
+def test_adam_rejects_a_parameter_vector_of_the_wrong_shape():
+    import pytest
+    with pytest.raises(ValueError):
+        Adam(3).step(np.zeros(4), np.zeros(4))

@@ -190,7 +190,7 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     for a in algos:
         if a not in PRESETS:
             raise UserError(f"unknown algorithm {a!r}; choose from {', '.join(PRESETS)}")
-    task = task or DEFAULT_TASK
+    task = DEFAULT_TASK if task is None else task      # an explicit --task '' is an unknown task, not the default
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     for name, value in (("--seeds", seeds), ("--steps", steps), ("--jobs", jobs)):

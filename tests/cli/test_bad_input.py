@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from toyrlhf import stages
-from toyrlhf.reward_model import RMConfig
+from toyrlhf.reward_model import LR_SCHEDULES, RM_HEADS, RMConfig
 from toyrlhf.rl import algorithms
 from toyrlhf.rl.algorithms import PRESETS, RLConfig
 from toyrlhf.tasks import TASKS
@@ -194,7 +194,8 @@ WRONG_TYPE = {
 CHOICES = {"advantage": algorithms.ADVANTAGES, "kl": algorithms.KL_MODES, "kl_estimator": algorithms.KL_ESTIMATORS_ALLOWED,
            "aggregation": algorithms.AGGREGATION_MODES, "ratio": algorithms.RATIOS, "reward": algorithms.REWARD_SOURCES,
            "std": ("population", "sample"), "algo": tuple(PRESETS) + ("custom",), "pretrain.arch": ("mlp", "bigram"),
-           "arch": ("mlp", "bigram"), "task": tuple(TASKS)}
+           "arch": ("mlp", "bigram"), "task": tuple(TASKS), "head": RM_HEADS, "rm.head": RM_HEADS,
+           "lr_schedule": LR_SCHEDULES, "rm.lr_schedule": LR_SCHEDULES}
 OUT_OF_RANGE = {  # values of the right type that the settings forbid
     "run": ["steps=0", "prompts_per_step=0", "group_size=0", "epochs=0", "minibatches=99", "beta=-0.1", "lr=0",
             "lr=-1", "critic_lr=0", "temperature=0", "eps_low=0", "eps_high=1.5", "gamma=1.5", "lam=-0.1",
@@ -235,7 +236,7 @@ def bad_set(draw, fields: dict, command: str):
         key = draw(st.sampled_from(sorted(k for k in fields if k in CHOICES)))
         value = draw(TEXT.filter(lambda v: v.strip() not in CHOICES[key] and v.strip().lower() not in ("none", "null")))
         return f"{key}={value}"
-    if kind == "choice":   # a config without choice settings (sft, rm): an unknown key instead
+    if kind == "choice":   # a config without choice settings (sft): an unknown key instead
         return f"{draw(st.from_regex(r'[a-z]{1,12}', fullmatch=True).filter(lambda k: k not in fields))}=1"
     key = draw(st.sampled_from(sorted(k for k, t in fields.items() if t in WRONG_TYPE)))
     return f"{key}={draw(WRONG_TYPE[fields[key]])}"
@@ -513,8 +514,8 @@ def test_plot_compare_tasks_algos_and_unknown_commands_refuse_bad_input(env, cap
     elif kind == "compare-set":
         argv = ["compare", "grpo", "--seeds", 1, "--steps", 1, "--out", out, "--set",
                 data.draw(st.one_of(bad_set(RL_FIELDS, "compare"), st.sampled_from(["algo=ppo", "seed=1", "task=arith"])))]
-    elif kind == "compare-task":   # '' is not tried: compare reads it as "the default task" (reported)
-        argv = ["compare", "grpo", "--task", data.draw(BAD_TASK.filter(bool)), "--out", out]
+    elif kind == "compare-task":   # '' included: an explicit empty task is unknown, as in `run`
+        argv = ["compare", "grpo", "--task", data.draw(st.one_of(st.just(""), BAD_TASK)), "--out", out]
     elif kind == "tasks-extra":
         argv = ["tasks", data.draw(st.sampled_from(["extra", "--bogus", "-x"]))]
     elif kind == "algos-extra":

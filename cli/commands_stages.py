@@ -224,7 +224,10 @@ def rm_cmd(init, task, pairs, steps, seed, out, overwrite, overrides):
     echo_summary(f"reward model on {task} in {secs:.2f} s -> {run_dir}", [
         ("pairs (train / held-out)", f"{summary['n_train_pairs']} / {summary['n_heldout_pairs']}"),
         ("train accuracy", summary["train_accuracy"]),
-        ("held-out accuracy", summary["heldout_accuracy"]),
+        ("held-out accuracy", f"{summary['heldout_accuracy']:.4f} ± {summary['heldout_accuracy_se']:.4f}"),
         ("Bayes ceiling (held-out)", summary["bayes_accuracy"]),
+    ] + ([("exact, all held-out pairs", f"{summary['exact_heldout_expected_accuracy']:.4f} of a ceiling of "
+                                         f"{summary['exact_heldout_bayes_accuracy']:.4f}")]
+         if summary.get("exact_heldout_bayes_accuracy") is not None else []) + [
         ("Spearman / Pearson vs gold", f"{summary['spearman']:.3f} / {summary['pearson']:.3f}"),
     ])

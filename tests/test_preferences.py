@@ -162,3 +162,91 @@ def test_same_seed_gives_the_same_preferences():
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.completions, y.completions)
         np.testing.assert_array_equal(x.prompt_ids, y.prompt_ids)
+
+
+# ------------------------------------------------------------------------------------------ exact population figures
+def random_population(rng, n_prompts=3, max_size=8, n_gold=4, n_scores=4):
+    """Prompts with a few completions each: pi, gold and scores on small grids (so both have ties)."""
+    sizes = rng.integers(2, max_size + 1, n_prompts)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    probs = np.concatenate([rng.dirichlet(np.ones(m)) for m in sizes])
+    gold = rng.integers(0, n_gold, offsets[-1]) * 0.5
+    scores = rng.integers(0, n_scores, offsets[-1]).astype(np.float64)
+    return probs, gold, scores, offsets
+
+
+def brute_force_pair_expectations(probs, gold, scores, offsets, tau):
+    bayes, acc = [], []
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        p, r, s = probs[lo:hi], gold[lo:hi], scores[lo:hi]
+        z = 1.0 - np.sum(p * p)
+        b = a = 0.0
+        for i, j in itertools.permutations(range(hi - lo), 2):
+            w = p[i] * p[j] / z
+            b += w * P.pref_prob(abs(r[i] - r[j]), tau)
+            a += w * (P.pref_prob(r[i] - r[j], tau) if s[i] > s[j] else
+                      P.pref_prob(r[j] - r[i], tau) if s[i] < s[j] else 0.5)
+        bayes.append(b)
+        acc.append(a)
+    return np.mean(bayes), np.mean(acc)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("tau", [0.0, 0.7, 1.0])
+def test_exact_pair_expectations_equal_the_double_sum_over_distinct_pairs(seed, tau):
+    probs, gold, scores, offsets = random_population(np.random.default_rng(seed))
+    out = P.exact_pair_expectations(probs, gold, scores, offsets, tau)
+    bayes, acc = brute_force_pair_expectations(probs, gold, scores, offsets, tau)
+    assert out["bayes_accuracy"] == pytest.approx(bayes, abs=1e-13)
+    assert out["expected_accuracy"] == pytest.approx(acc, abs=1e-13)
+
+
+def test_exact_expected_accuracy_of_gold_and_constant_scorers():
+    probs, gold, _, offsets = random_population(np.random.default_rng(7), n_prompts=4)
+    out = P.exact_pair_expectations(probs, gold, gold, offsets, 1.0)       # the gold reward as the scorer
+    assert out["expected_accuracy"] == pytest.approx(out["bayes_accuracy"], abs=1e-14)
+    out = P.exact_pair_expectations(probs, gold, np.zeros_like(gold), offsets, 1.0)
+    assert out["expected_accuracy"] == pytest.approx(0.5, abs=1e-14)
+    out = P.exact_pair_expectations(probs, gold, -gold, offsets, 1.0)      # reversed: every ordered pair wrong
+    assert out["expected_accuracy"] == pytest.approx(1.0 - out["bayes_accuracy"], abs=1e-14)
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0])
+def test_sampled_ceiling_and_expected_accuracy_are_unbiased_for_the_exact_population_values(tau):
+    """Draw pairs as make_preferences does (prompt uniform, two i.i.d. completions, redrawn while identical);
+    the sample means of sigma(|Delta*|/tau) and of the scorer's per-pair agreement estimate the exact values
+    without bias: both sit within Z_MAX standard errors of them."""
+    rng = np.random.default_rng(11)
+    probs, gold, scores, offsets = random_population(rng, n_prompts=4, max_size=6)
+    exact = P.exact_pair_expectations(probs, gold, scores, offsets, tau)
+    n = 40_000
+    q = rng.integers(0, len(offsets) - 1, n)
+    a = np.empty(n, np.int64)
+    b = np.empty(n, np.int64)
+    todo = np.arange(n)
+    while todo.size:                                    # rejection of identical pairs, as for the real data
+        for out in (a, b):
+            for qi in np.unique(q[todo]):
+                rows = todo[q[todo] == qi]
+                lo, hi = offsets[qi], offsets[qi + 1]
+                out[rows] = lo + rng.choice(hi - lo, size=rows.size, p=probs[lo:hi] / probs[lo:hi].sum())
+        todo = todo[a[todo] == b[todo]]
+    dgold, dscore = gold[a] - gold[b], scores[a] - scores[b]
+    for name, per_pair in (
+            ("bayes_accuracy", P.pref_prob(np.abs(dgold), tau)),
+            ("expected_accuracy", np.where(dscore > 0, P.pref_prob(dgold, tau),
+                                           np.where(dscore < 0, P.pref_prob(-dgold, tau), 0.5)))):
+        z = (per_pair.mean() - exact[name]) / (per_pair.std(ddof=1) / np.sqrt(n))
+        assert abs(z) <= Z_MAX, (name, z)
+    assert P.bayes_accuracy(dgold, tau) == pytest.approx(P.pref_prob(np.abs(dgold), tau).mean())
+    assert P.expected_accuracy(dscore, dgold, tau) == pytest.approx(
+        np.where(dscore > 0, P.pref_prob(dgold, tau), np.where(dscore < 0, P.pref_prob(-dgold, tau), 0.5)).mean())
+
+
+def test_make_split_records_the_prompt_population_of_each_side():
+    task = get_task("pref")
+    train, heldout = P.make_split(random_policy(task), task, 200, rng=np.random.default_rng(0))
+    assert np.intersect1d(train.population_ids, heldout.population_ids).size == 0
+    assert np.union1d(train.population_ids, heldout.population_ids).size == len(task.prompts())
+    assert np.isin(train.prompt_ids, train.population_ids).all()
+    assert np.isin(heldout.prompt_ids, heldout.population_ids).all()

@@ -25,6 +25,17 @@ r*-preferred item, which agrees with the label w.p. sigma(|Delta*|/tau). So no m
 exceed  Acc* = E_pairs[sigma(|Delta*|/tau)]  (`bayes_accuracy`), and no model's expected log-loss can go below
 E_pairs[H_b(sigma(Delta*/tau))] (`bayes_nll`), attained iff r = r*/tau + c(x).
 
+Exact population figures. The sampled pairs estimate population quantities: a held-out pair is a prompt x uniform
+over its side's prompts and two *distinct* i.i.d. completions, P(a, b | x) = pi(a|x) pi(b|x) / (1 - sum_y pi(y|x)^2)
+for a != b. With every completion enumerated (`toyrlhf.exact`), `exact_pair_expectations` computes
+
+    Acc*(x)   = sum_{a != b} pi(a) pi(b) sigma(|Delta*_ab| / tau) / (1 - sum_y pi(y)^2)
+    E[acc](x) = sum_{a != b} pi(a) pi(b) [sigma(Delta*_ab/tau) 1(s_a > s_b) + 1/2 1(s_a = s_b)] * 2 / (...)  (ordered)
+
+exactly, without the O(N^2) double sum: completions are grouped by their distinct gold values (few) and, for the
+scorer, sorted by score with running class masses, so each prompt costs O(N log N + N U) for U gold values.
+The sample means `bayes_accuracy` / `expected_accuracy` are unbiased estimators of these (tested with z-scores).
+
 Train/held-out split: by prompt. A random subset of the task's prompts is held out; held-out groups are drawn
 only from those prompts and training groups only from the others, so a held-out prompt is never trained on.
 """
@@ -110,6 +121,51 @@ def gold_order_accuracy(score_diff, delta_gold) -> tuple[float, int]:
     return float(np.mean((s[keep] == g[keep]) + 0.5 * (s[keep] == 0))), n
 
 
+def exact_pair_expectations(probs, gold, scores, offsets, tau: float) -> dict[str, float]:
+    """Population Bayes ceiling and a scorer's expected accuracy over pairs of distinct i.i.d. completions.
+
+    probs, gold, scores (N,): pi(y|x), r*(x, y) and the scorer's s(x, y) for every completion y of every prompt x,
+    rows of prompt q at offsets[q]:offsets[q+1] (the layout of `toyrlhf.exact.Enumeration`); prompts weigh equally.
+    Per prompt, with Z = 1 - sum_y pi(y)^2 the probability that two draws differ, and p(d) = sigma(d / tau):
+
+        Acc*   = [ sum_{u,v} P_u P_v p(|u - v|) - 1/2 sum_y pi(y)^2 ] / Z          (P_u: mass of gold value u)
+        E[acc] = [ 2 sum_{s_a > s_b} pi(a) pi(b) p(r*_a - r*_b) + 1/2 sum_{a != b, s_a = s_b} pi(a) pi(b) ] / Z
+
+    Returns {"bayes_accuracy", "expected_accuracy"}, uniform means over the prompts. E[acc] <= Acc*, with equality
+    iff the scorer orders every pair of distinct gold value like r* (on the support of pi)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    gold = np.asarray(gold, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if not (probs.shape == gold.shape == scores.shape and probs.ndim == 1):
+        raise ValueError("probs, gold and scores must be 1-D arrays of one length")
+    bayes, acc = [], []
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        p, r, sc = probs[lo:hi], gold[lo:hi], scores[lo:hi]
+        z = 1.0 - np.sum(p * p)
+        if not z > 0:
+            raise ValueError("a prompt whose completions cannot differ (one completion has all the mass)")
+        values, cls = np.unique(r, return_inverse=True)                  # (U,), (n,) gold classes
+        P = np.bincount(cls, weights=p, minlength=values.size)           # (U,) mass per gold value
+        win = pref_prob(values[:, None] - values[None, :], tau)          # (U, U) P(class u beats class v)
+        bayes.append((P @ np.maximum(win, win.T) @ P - 0.5 * np.sum(p * p)) / z)
+        # scorer: for each a, the mass per gold class of the completions scored strictly lower
+        order = np.argsort(sc, kind="stable")
+        s_sorted = sc[order]
+        onehot = np.zeros((hi - lo, values.size))
+        onehot[np.arange(hi - lo), cls[order]] = p[order]
+        below = np.vstack([np.zeros(values.size), np.cumsum(onehot, axis=0)])   # (n+1, U) mass before index i
+        first = np.searchsorted(s_sorted, s_sorted, side="left")         # first index of each score's tie block
+        lower = below[first]                                             # (n, U) mass with a strictly lower score
+        a_cls = cls[order]
+        ordered = np.sum(p[order] * np.sum(lower * win[a_cls], axis=1))  # sum_{s_a > s_b} pi_a pi_b p(r_a - r_b)
+        last = np.searchsorted(s_sorted, s_sorted, side="right")
+        tie_mass = below[last] - lower                                   # (n, U) mass with an equal score (a included)
+        ties = np.sum(p[order] * tie_mass.sum(axis=1)) - np.sum(p * p)   # sum_{a != b, s_a = s_b} pi_a pi_b
+        acc.append((2.0 * ordered + 0.5 * ties) / z)
+    return {"bayes_accuracy": float(np.mean(bayes)), "expected_accuracy": float(np.mean(acc))}
+
+
 # ------------------------------------------------------------------------------------------ Plackett-Luce
 def plackett_luce_rank(gold, tau: float, rng: np.random.Generator) -> np.ndarray:
     """Sample a ranking of each row of gold (n, K): returns (n, K) column indices, best first.
@@ -158,6 +214,8 @@ class Preferences:
     tau: float
     n_ties_dropped: int = 0
     n_skipped: int = 0
+    population_ids: np.ndarray | None = None
+    """The prompt rows the groups were drawn from, uniformly (make_split: its side of the split); None = unknown."""
 
     @property
     def n(self) -> int:
@@ -196,7 +254,7 @@ class Preferences:
     def subset(self, idx) -> "Preferences":
         idx = np.asarray(idx)
         return Preferences(self.prompts[idx], self.completions[idx], self.gold[idx], self.prompt_ids[idx],
-                           self.tau, 0, 0)
+                           self.tau, 0, 0, self.population_ids)
 
 
 def _all_distinct(comps: np.ndarray) -> np.ndarray:
@@ -273,4 +331,5 @@ def make_split(policy, task, n_groups: int, *, k: int = 2, tau: float = 1.0, hel
                              rng=rng, temperature=temperature)
     heldout = make_preferences(policy, task, ho_ids[rng.integers(len(ho_ids), size=n_ho)], k=k, tau=tau,
                                rng=rng, temperature=temperature)
+    train.population_ids, heldout.population_ids = train_ids, ho_ids
     return train, heldout

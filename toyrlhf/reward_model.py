@@ -54,6 +54,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import expit
 
+from . import exact
 from . import preferences as prefs
 from . import stages
 from . import tokens as tk
@@ -251,9 +252,20 @@ def evaluate(model: TinyLM, data: prefs.Preferences, margin: float = 0.0) -> dic
                  np.where(np.sign(diff) < 0, 1.0 - prefs.pref_prob(dgold, data.tau), 0.5))
     return {"loss": loss, "accuracy": acc, "accuracy_se": float(np.sqrt(np.sum(p * (1 - p))) / p.size),
             "expected_accuracy": prefs.expected_accuracy(diff, dgold, data.tau),
+            "expected_accuracy_se": _group_se(p, data.n),
             "bayes_accuracy": prefs.bayes_accuracy(dgold, data.tau),
+            "bayes_accuracy_se": _group_se(prefs.pref_prob(np.abs(dgold), data.tau), data.n),
             "bayes_loss": prefs.bayes_nll(dgold, data.tau),
             "gold_order_accuracy": order, "gold_ordered_pairs": n_ordered, "scores": r}
+
+
+def _group_se(per_pair: np.ndarray, n_groups: int) -> float:
+    """Standard error, over the sampling of the groups, of the mean of a per-pair figure: the groups are i.i.d.,
+    the C(k,2) pairs inside one group are not, so the spread is taken over group means."""
+    if n_groups < 2:
+        return float("nan")
+    g = np.asarray(per_pair, dtype=np.float64).reshape(n_groups, -1).mean(axis=1)
+    return float(g.std(ddof=1) / np.sqrt(n_groups))
 
 
 def normalisation(model: TinyLM, policy: TinyLM, task: Task, n: int, rng: np.random.Generator,
@@ -265,6 +277,21 @@ def normalisation(model: TinyLM, policy: TinyLM, task: Task, n: int, rng: np.ran
     r = model.reward_forward(s.tokens, s.mask)[0]
     std = float(r.std(ddof=1))
     return float(r.mean()), (std if np.isfinite(std) and std > 0 else 1.0)
+
+
+def exact_population(model: TinyLM, policy: TinyLM, task: Task, prompt_ids, tau: float,
+                     temperature: float = 1.0) -> dict[str, float] | None:
+    """The population figures the sampled pairs estimate, by enumerating every completion of the given prompts:
+    the Bayes ceiling and the scorer's expected accuracy over pairs of distinct i.i.d. policy completions
+    (`preferences.exact_pair_expectations`). None when the task is too large to enumerate."""
+    prompts = task.prompts()[np.asarray(prompt_ids, dtype=np.int64)]
+    try:
+        enum = exact.enumerate_task(policy, task, temperature, prompts=prompts)
+    except UserError:
+        return None
+    scores = model.reward_forward(enum.tokens, enum.mask)[0]
+    gold = task.gold_reward(*enum.split())
+    return prefs.exact_pair_expectations(enum.probs, gold, scores, enum.offsets, tau)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -304,6 +331,11 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
     tr, ho = evaluate(model, train, cfg.margin), evaluate(model, heldout, cfg.margin)
     mean, std = normalisation(model, sft_model, task, cfg.norm_samples, np.random.default_rng([seed, 7]),
                               cfg.temperature)
+    # pairs (k = 2) are two distinct i.i.d. draws; a pair inside a larger all-distinct group follows another law
+    ex_tr = ex_ho = None
+    if cfg.k == 2:
+        ex_tr = exact_population(model, sft_model, task, train.population_ids, cfg.tau, cfg.temperature)
+        ex_ho = exact_population(model, sft_model, task, heldout.population_ids, cfg.tau, cfg.temperature)
     prompts, comps = heldout.flat_completions()
     gold = heldout.gold.ravel()
     raw = ho["scores"].ravel()
@@ -319,10 +351,17 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
         "train_bayes_loss": tr["bayes_loss"], "heldout_bayes_loss": ho["bayes_loss"],
         "train_accuracy": tr["accuracy"], "heldout_accuracy": ho["accuracy"],
         "heldout_accuracy_se": ho["accuracy_se"],
+        "heldout_expected_accuracy_se": ho["expected_accuracy_se"], "bayes_accuracy_se": ho["bayes_accuracy_se"],
+        "train_expected_accuracy_se": tr["expected_accuracy_se"], "train_bayes_accuracy_se": tr["bayes_accuracy_se"],
         "train_expected_accuracy": tr["expected_accuracy"], "heldout_expected_accuracy": ho["expected_accuracy"],
         "bayes_accuracy": ho["bayes_accuracy"], "train_bayes_accuracy": tr["bayes_accuracy"],
         "gold_order_accuracy": ho["gold_order_accuracy"], "gold_ordered_pairs": ho["gold_ordered_pairs"],
         "spearman": _corr(stats.spearmanr, raw, gold), "pearson": _corr(stats.pearsonr, raw, gold),
+        # the same figures over the whole pair population of each side, by enumeration (None: task too large)
+        "exact_train_bayes_accuracy": ex_tr and ex_tr["bayes_accuracy"],
+        "exact_train_expected_accuracy": ex_tr and ex_tr["expected_accuracy"],
+        "exact_heldout_bayes_accuracy": ex_ho and ex_ho["bayes_accuracy"],
+        "exact_heldout_expected_accuracy": ex_ho and ex_ho["expected_accuracy"],
         "reward_mean": mean, "reward_std": std,
         "parameters": model.num_params("reward"),
     }

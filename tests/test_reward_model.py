@@ -257,9 +257,9 @@ def test_default_rm_sample_figures_estimate_the_exact_population_figures_without
 @pytest.mark.slow
 def test_mean_pooled_head_cannot_reach_the_ceiling_that_the_sequence_head_reaches(default_sft):
     """The reason for the default: on the same pairs the mean-pooled 4-token head is misspecified for pref's
-    whole-completion gold reward and stays far under the ceiling (measured 4.2 points here, 3.4 with the full
+    whole-completion gold reward and stays far under the ceiling (measured 5.3 points here, 3.4 with the full
     defaults) where the sequence head gets within 2."""
-    cfg = R.RMConfig(head="mean", pairs=16_000, steps=1000, norm_samples=500)
+    cfg = R.RMConfig(head="mean", pairs=8000, steps=800, norm_samples=500, exact=False)
     _, s = R.train_reward_model(default_sft, get_task("pref"), cfg, seed=0)
     assert s["heldout_expected_accuracy"] < s["bayes_accuracy"] - 0.03
 

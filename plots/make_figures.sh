@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates every reference figure in plots/ (the ones README.md shows). One command, from the repo root:
 #     bash plots/make_figures.sh
-# About 10 minutes on 2 cores (7 presets x 5 seeds x 500 steps, the mean-pooled-RM pair, the length-bias pair, the check).
+# About 15 minutes on 2 cores (7 presets x 5 seeds x 500 steps, the mean-pooled-RM pair, the length-bias pair,
+# the reward-model data scaling, the check).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="${TOYRLHF_FIGURES_WORK:-$(mktemp -d)}"
@@ -23,6 +24,9 @@ toyrlhf compare grpo dr_grpo --task length --seeds 5 --steps 500 --out "$work/le
 toyrlhf plot "$work"/length/*/ --metric response_length_incorrect --metric response_length_correct \
     --metric accuracy --metric response_length --smooth 25 --out "$here/length_bias.png"
 cp "$work/length/comparison.md" "$here/length_bias.md"
+
+# 2b. reward-model accuracy against the number of pairs, both heads, exact population figures (~6 minutes)
+python "$here/rm_data_scaling.py" --out "$here/rm_data_scaling.png"
 
 # 3. the exact-vs-estimator check (KL estimators and policy gradients)
 toyrlhf check --figure "$here/check.png" | tee "$here/check.txt"

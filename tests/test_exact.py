@@ -516,3 +516,20 @@ def test_check_wrong_input_is_one_line_exit_2(args, fragment, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_rescoring_with_a_prefix_window_model_scores_the_full_sequences_not_the_shared_windows():
+    """A model whose window holds the whole prefix (the reward model's alignment) must not reuse the enumeration's
+    last-k windows even at the same width: rescore falls back to logp_forward on every sequence."""
+    from toyrlhf.model import ModelConfig, TinyLM
+    task = get_task("length")
+    policy = TinyLM(ModelConfig(vocab_size=task.vocab_size, context=task.prompt_len + task.max_new_tokens,
+                                embed=4, hidden=8), seed=0)
+    enum = exact.enumerate_task(policy, task)
+    other = TinyLM(ModelConfig(vocab_size=task.vocab_size, context=policy.config.context, embed=4, hidden=8,
+                               align="prefix"), seed=1)
+    out = exact.rescore(other, enum)
+    lp, _, _ = other.logp_forward(enum.tokens, enum.mask)
+    np.testing.assert_array_equal(out.seq_logp, lp.sum(axis=1))
+    with pytest.raises(ValueError, match="align"):
+        exact.enumerate_task(other, task)

@@ -214,8 +214,15 @@ class _Tree:
 _TREES: dict = {}
 
 
+def _same_windows(model: TinyLM, enum: "Enumeration") -> bool:
+    """Whether `model` reads a prefix through the enumeration's windows: the last k tokens, k = enum.window."""
+    return model.config.align == "recent" and model.config.window == enum.window
+
+
 def _tree(model: TinyLM, prompts: np.ndarray, T: int) -> _Tree:
     """The prefix tree of all completions (model-independent except for the window width k), cached."""
+    if model.config.align != "recent":
+        raise ValueError("the exact engine enumerates policies that read the last k tokens (align='recent')")
     V, k = model.config.n_out, model.config.window
     key = (prompts.tobytes(), prompts.shape, T, V, k)
     if key in _TREES:
@@ -312,7 +319,7 @@ def enumerate_task(model: TinyLM, task, temperature: float = 1.0, prompts: np.nd
 def rescore(model: TinyLM, enum: Enumeration, temperature: float | None = None) -> Enumeration:
     """The same completions with their log-probs under another model (e.g. the reference)."""
     temperature = enum.temperature if temperature is None else float(temperature)
-    if model.config.window == enum.window:
+    if _same_windows(model, enum):
         return enum.with_win_logp(model.next_logprobs(enum.win_X, temperature), temperature)
     # a model with another context width sees other windows: score the full sequences
     logp, _, _ = model.logp_forward(enum.tokens, enum.mask, temperature)
@@ -365,7 +372,7 @@ def grad_token_weights(model: TinyLM, enum: Enumeration, D: np.ndarray) -> np.nd
     D = np.asarray(D, dtype=np.float64)
     if D.shape != enum.tokens.shape:
         raise ValueError(f"D must be {enum.tokens.shape}, got {D.shape}")
-    if model.config.window != enum.window or enum.win_logp is None:
+    if not _same_windows(model, enum) or enum.win_logp is None:
         raise ValueError("the model must have the window width the enumeration was built with")
     P = enum.prompt_len
     V = enum.win_logp.shape[1]

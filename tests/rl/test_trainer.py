@@ -125,3 +125,25 @@ def test_process_supervision_on_a_task_without_steps_is_a_user_error(small_cache
     tr = Trainer(cfg, build_models(cfg))
     with pytest.raises(UserError):
         tr.step()
+
+
+def test_critic_starts_as_the_reward_models_normalised_reading_of_the_text_so_far(small_cache):
+    """InstructGPT initialises the value model from the RM. With the sequence RM the identity is exact: V(s_t), the
+    value of the state before completion token t, equals the normalised RM score of the prefix that ends at t - 1."""
+    from toyrlhf.rl.trainer import init_critic
+    from toyrlhf.tasks import get_task
+    cfg = small_config("ppo")
+    models = build_models(cfg)
+    rm = models.reward_model
+    assert rm.model.config.align == "prefix" and rm.model.config.reward_pool == "last"
+    critic = init_critic(models.policy, rm)
+    task = get_task("pref")
+    rng = np.random.default_rng(0)
+    s = models.policy.sample(task.sample_prompts(32, rng), task.max_new_tokens, rng)
+    values = critic.value_forward(s.tokens, s.mask)[0]
+    P = task.prompt_len
+    for t in range(P + 1, s.tokens.shape[1]):                  # states after at least one completion token
+        rows = np.flatnonzero(s.mask[:, t])
+        prefix_mask = s.mask[rows].copy()
+        prefix_mask[:, t:] = False
+        np.testing.assert_allclose(values[rows, t], rm.score(s.tokens[rows], prefix_mask), rtol=1e-12, atol=1e-12)

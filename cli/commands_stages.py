@@ -230,4 +230,6 @@ def rm_cmd(init, task, pairs, steps, seed, out, overwrite, overrides):
                                          f"{summary['exact_heldout_bayes_accuracy']:.4f}")]
          if summary.get("exact_heldout_bayes_accuracy") is not None else []) + [
         ("Spearman / Pearson vs gold", f"{summary['spearman']:.3f} / {summary['pearson']:.3f}"),
+        ("the same within prompts", f"{summary['spearman_within_prompt']:.3f} / "
+                                    f"{summary['pearson_within_prompt']:.3f}"),
     ])

@@ -214,7 +214,8 @@ def test_default_rm_summary_is_complete_and_consistent(default_rm):
                 "train_accuracy", "heldout_accuracy", "bayes_accuracy", "train_bayes_accuracy",
                 "gold_order_accuracy", "spearman", "pearson", "reward_mean", "reward_std", "parameters",
                 "bayes_accuracy_se", "heldout_expected_accuracy_se", "exact_heldout_bayes_accuracy",
-                "exact_heldout_expected_accuracy", "exact_train_bayes_accuracy", "exact_train_expected_accuracy"):
+                "exact_heldout_expected_accuracy", "exact_train_bayes_accuracy", "exact_train_expected_accuracy",
+                "spearman_within_prompt", "pearson_within_prompt"):
         assert np.isfinite(s[key]), key
     assert s["n_train_pairs"] + s["n_heldout_pairs"] == R.RMConfig().pairs
     assert s["heldout_expected_accuracy"] <= s["bayes_accuracy"] + 1e-12
@@ -236,6 +237,20 @@ def test_default_rm_heldout_accuracy_is_within_2_points_of_the_bayes_ceiling(def
     assert abs(s["heldout_accuracy"] - s["heldout_expected_accuracy"]) <= Z_MAX * s["heldout_accuracy_se"]
     assert s["heldout_accuracy"] >= s["bayes_accuracy"] - 0.02
     assert s["gold_order_accuracy"] >= 0.85 and s["spearman"] >= 0.8 and s["pearson"] >= 0.8
+    assert s["spearman_within_prompt"] >= 0.85 and s["pearson_within_prompt"] >= 0.85
+
+
+def test_within_prompt_correlation_ignores_per_prompt_shifts_that_change_the_pooled_one():
+    """BT identifies r only up to a shift c(x) per prompt: the within-prompt figure is invariant to it."""
+    from scipy import stats
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), 50)
+    gold = rng.normal(size=groups.size)
+    score = gold + 0.5 * rng.normal(size=groups.size)
+    shifted = score + 10.0 * rng.normal(size=6)[groups]
+    within = R._corr_within(stats.spearmanr, score, gold, groups)
+    assert R._corr_within(stats.spearmanr, shifted, gold, groups) == pytest.approx(within, abs=1e-12)
+    assert R._corr(stats.spearmanr, shifted, gold) < within - 0.3
 
 
 @pytest.mark.slow

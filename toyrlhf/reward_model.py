@@ -360,6 +360,9 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
         "bayes_accuracy": ho["bayes_accuracy"], "train_bayes_accuracy": tr["bayes_accuracy"],
         "gold_order_accuracy": ho["gold_order_accuracy"], "gold_ordered_pairs": ho["gold_ordered_pairs"],
         "spearman": _corr(stats.spearmanr, raw, gold), "pearson": _corr(stats.pearsonr, raw, gold),
+        # BT fixes r only up to a shift per prompt: within-prompt correlations do not depend on those shifts
+        "spearman_within_prompt": _corr_within(stats.spearmanr, raw, gold, np.repeat(heldout.prompt_ids, heldout.k)),
+        "pearson_within_prompt": _corr_within(stats.pearsonr, raw, gold, np.repeat(heldout.prompt_ids, heldout.k)),
         # the same figures over the whole pair population of each side, by enumeration (None: task too large)
         "exact_train_bayes_accuracy": ex_tr and ex_tr["bayes_accuracy"],
         "exact_train_expected_accuracy": ex_tr and ex_tr["expected_accuracy"],
@@ -375,6 +378,14 @@ def _corr(fn, a, b) -> float:
     if np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
     return float(fn(a, b)[0])
+
+
+def _corr_within(fn, a, b, groups) -> float:
+    """Mean over prompts of the correlation between a and b among that prompt's completions (prompts where either
+    is constant are left out)."""
+    per = [_corr(fn, a[groups == g], b[groups == g]) for g in np.unique(groups)]
+    per = [c for c in per if np.isfinite(c)]
+    return float(np.mean(per)) if per else float("nan")
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

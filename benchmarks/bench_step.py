@@ -1,6 +1,6 @@
 """Speed of one GRPO step at the reference configuration, and of `toyrlhf run grpo --steps 500` cold and warm.
 
-Reference configuration (PERF_NOTES.md): vocabulary 16, context 4, embedding 16, hidden 128, 16 prompts x G=8,
+Reference configuration (the one measured on this kind of machine before the project began): vocabulary 16, context 4, embedding 16, hidden 128, 16 prompts x G=8,
 8 new tokens, one update per rollout (policy forward + frozen reference forward + backward + Adam), k3 KL.
 Prints figures and ratios; asserts nothing. With torch installed, the same step in PyTorch eager is timed in the
 same process, side by side (torch is not a dependency).

@@ -185,7 +185,8 @@ def sft_cmd(init, task, steps, seed, out, overwrite, overrides):
 
 @click.command("rm")
 @click.option("--init", "init", type=click.Path(), default=None,
-              help="SFT checkpoint the pairs are sampled from and the RM starts from (default: cached SFT model).")
+              help="SFT checkpoint the pairs are sampled from and the RM is initialised from (its embeddings; its whole "
+                   "trunk with --set head=mean). Default: the cached SFT model.")
 @_task_option
 @click.option("--pairs", type=int, default=None, help="Preference pairs (train + held-out).")
 @_steps_option

@@ -21,7 +21,7 @@ the wider window, so W1 starts fresh), the reward head is re-initialised, wr ~ N
 reward-head initialisation of openai/lm-human-preferences described in Huang, Liu & von Werra 2024, "The N
 Implementation Details of RLHF with PPO"). head = "mean" keeps the SFT model whole (trunk with its 4-token windows)
 and mean-pools the features of the windows ending at each completion token: it cannot see the prompt from late
-windows nor count over the whole completion, and stays ~4 points under the ceiling on pref (see below).
+windows nor count over the whole completion, and stays 3-3.4 points under the ceiling on pref (see below).
 
 Normalisation. BT only identifies r up to a per-prompt shift (and its scale through the label noise tau), so after
 training the scores are standardised to mean 0 and standard deviation 1 over fresh completions of the SFT policy
@@ -39,8 +39,8 @@ What limits held-out accuracy (measured on pref, tau = 1): with the "sequence" h
 exact gold reward of the 64000 pairs' training completions leaves 0.6 points to the Bayes ceiling on unseen
 prompts (the MLP has to learn "word equals a topic word" well enough to transfer to topic pairs it never saw);
 BT training on the noisy labels adds 0.4-0.7 (seeds 0-3: 1.0, 1.2, 1.0, 1.3 points in all). The "mean" head is
-misspecified: its late windows cannot see the prompt and no window sees the whole completion, so the same
-least-squares fit (16000 pairs) stays 4.0 points under, and BT training with the default data stays 3.4 under.
+misspecified: its late windows cannot see the prompt and no window sees the whole completion, so a least-squares
+fit of it to the exact gold reward of the same 64000 pairs stays 3.4 points under, where BT training lands too.
 """
 from __future__ import annotations
 
@@ -300,11 +300,12 @@ def exact_population(model: TinyLM, policy: TinyLM, task: Task, prompt_ids, tau:
 # ------------------------------------------------------------------------------------------ training
 def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
                        progress: Callable | None = None) -> tuple[RewardModel, dict]:
-    """Sample and label preference groups from `sft_model`, train a BT reward model from its trunk, normalise it.
+    """Sample and label preference groups from `sft_model`, train a BT reward model initialised from it
+    (`init_reward_model`: its embeddings for head 'sequence', its whole trunk for head 'mean'), normalise it.
 
     Returns (RewardModel, summary); progress(step, {"loss", "acc"}) is called after every step with the
-    minibatch figures. Random streams: [seed, 4] data, [seed, 5] head init, [seed, 6] minibatches,
-    [seed, 7] normalisation samples."""
+    minibatch figures. Random streams: [seed, 4] data, [seed, 5] initialisation (the reward head; W1 and b1 too
+    for head 'sequence'), [seed, 6] minibatches, [seed, 7] normalisation samples."""
     train, heldout = prefs.make_split(sft_model, task, cfg.pairs, k=cfg.k, tau=cfg.tau,
                                       heldout_frac=cfg.heldout_frac, rng=np.random.default_rng([seed, 4]),
                                       temperature=cfg.temperature)

@@ -7,6 +7,7 @@ Checkpoints, summaries and stage-cache files are written atomically, so no torn 
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import click
@@ -15,7 +16,8 @@ import numpy as np
 from toyrlhf import stages
 from toyrlhf.config import from_dict, parse_set_options, to_dict, with_overrides
 from toyrlhf.errors import UserError
-from toyrlhf.runs import Interrupted, NumericalError, deferred_signals, prepare_run_dir, signal_name, write_json
+from toyrlhf.runs import (Interrupted, NumericalError, atomic_write_bytes, deferred_signals, prepare_run_dir,
+                          signal_name, write_json)
 from toyrlhf.tasks import DEFAULT_TASK, TASKS, get_task
 
 from .common import echo_summary, progress_bar, set_option, timed
@@ -215,13 +217,26 @@ def rm_cmd(init, task, pairs, steps, seed, out, overwrite, overrides):
                 sft_model, init = stages.cached_sft(pipe, watch(bar, "pretraining / SFT (for the stage cache)"))
         write_json(run_dir / "config.json", {"stage": "rm", "init": str(init), "task": task, "seed": seed,
                                               "rm": to_dict(cfg)})
+        records = []
+
+        def logged(callback):
+            def log(step, figures):
+                records.append({"step": step + 1, **figures})
+                callback(step, figures)
+            return log
+
         with progress_bar(cfg.steps, f"reward model {task}", ("loss", "acc")) as bar:
-            (rm, summary), secs = timed(lambda: rmod.train_reward_model(sft_model, _task, cfg, seed,
-                                                                        watch(bar, "reward-model training")))
+            (rm, summary), secs = timed(lambda: rmod.train_reward_model(
+                sft_model, _task, cfg, seed, logged(watch(bar, "reward-model training"))))
         _check_weights(rm.model, "reward-model training")
         summary.update({"task": task, "seed": seed, "wall_time_s": secs})
         rmod.save_reward_model(run_dir / "checkpoint.npz", rm, task=task, config={"rm": to_dict(cfg)})
+        # a supervised stage does not resume, so its curves are written once, with the results
+        atomic_write_bytes(run_dir / "metrics.jsonl",
+                           "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
         write_json(run_dir / "summary.json", summary)
+        from toyrlhf.plotting import rm_curves_figure, save_figure
+        save_figure(rm_curves_figure(records, summary), run_dir / "curves.png")
     echo_summary(f"reward model on {task} in {secs:.2f} s -> {run_dir}", [
         ("pairs (train / held-out)", f"{summary['n_train_pairs']} / {summary['n_heldout_pairs']}"),
         ("train accuracy", summary["train_accuracy"]),

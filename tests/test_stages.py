@@ -75,3 +75,28 @@ def test_pretrain_and_sft_commands_write_run_folders(tmp_path, cache_dir):
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "sft" / "summary.json").read_text())
     assert {"gold_reward_before", "gold_reward_after"} <= set(summary)
+
+
+def test_rm_command_writes_learning_curves_with_heldout_points_and_the_ceiling(tmp_path, cache_dir):
+    env = {"TOYRLHF_CACHE_DIR": str(cache_dir)}
+    r = run_cli(["pretrain", "--steps", "50", "--set", "corpus_size=500", "--out", tmp_path / "pt"], cwd=tmp_path,
+                env_extra=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["sft", "--init", tmp_path / "pt" / "checkpoint.npz", "--steps", "20", "--out", tmp_path / "sft"],
+                cwd=tmp_path, env_extra=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["rm", "--init", tmp_path / "sft" / "checkpoint.npz", "--pairs", "400", "--steps", "25",
+                 "--set", "eval_every=10", "--set", "norm_samples=64", "--out", tmp_path / "rm"],
+                cwd=tmp_path, env_extra=env)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "rm"
+    for f in ("checkpoint.npz", "config.json", "summary.json", "metrics.jsonl", "curves.png"):
+        assert (run / f).is_file(), f
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, 26))
+    assert [row["step"] for row in rows if "heldout_loss" in row] == [10, 20, 25]      # every 10, and the last
+    assert rows[0]["lr"] == 2e-3 and rows[-1]["lr"] < rows[0]["lr"]                     # cosine schedule
+    summary = json.loads((run / "summary.json").read_text())
+    assert rows[-1]["heldout_expected_accuracy"] == summary["heldout_expected_accuracy"]
+    assert {"exact_heldout_bayes_accuracy", "spearman_within_prompt"} <= set(summary)
+    assert "exact, all held-out pairs" in r.stdout

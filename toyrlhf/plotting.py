@@ -355,6 +355,39 @@ def run_curves_figure(run: Run):
     return fig
 
 
+def rm_curves_figure(records: Sequence[dict], summary: dict):
+    """Learning curves of a reward-model stage: BT loss and accuracy against step, minibatch (faint, with a moving
+    average) and held-out (points), against the Bayes loss floor and accuracy ceiling of the held-out pairs."""
+    import matplotlib
+    steps = np.array([r["step"] for r in records], dtype=np.float64)
+    ev = [r for r in records if "heldout_loss" in r]
+    k = max(1, len(records) // 25)
+    with matplotlib.rc_context(_RC):
+        fig, axes = _new_figure(2, 5.4, 3.9)
+        for ax, key, ho_key, floor_key, floor_name, title, unit in (
+                (axes[0], "loss", "heldout_loss", "heldout_bayes_loss", "Bayes loss floor", "Bradley-Terry loss",
+                 "nats / pair"),
+                (axes[1], "acc", "heldout_expected_accuracy", "bayes_accuracy", "Bayes ceiling", "accuracy",
+                 "fraction of pairs")):
+            vals = np.array([r[key] for r in records], dtype=np.float64)
+            ax.plot(steps, vals, color="tab:blue", alpha=0.25, lw=1)
+            ax.plot(steps, smooth(vals, k), color="tab:blue", lw=2, label=f"train minibatch (moving average, {k})")
+            if ev:
+                ax.plot([r["step"] for r in ev], [r[ho_key] for r in ev], "o-", color="tab:orange", lw=2,
+                        label="held-out" + (" (expected over the labels)" if key == "acc" else ""))
+            if summary.get(floor_key) is not None:
+                ax.axhline(summary[floor_key], color="k", ls="--", lw=1, label=f"{floor_name} (held-out pairs)")
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.set_ylabel(unit)
+            ax.legend(frameon=False, fontsize=9)
+            _tidy(ax)
+        head = summary.get("head", "")
+        fig.suptitle(f"reward model on {summary.get('task', '?')} · head {head} · seed {summary.get('seed', '?')} · "
+                     f"{summary.get('n_train_pairs', '?')} training pairs")
+    return fig
+
+
 def plot_run_curves(run_dir, out) -> Path:
     """A run's learning curves (reward, gold reward, KL, entropy, response length, and clip fraction, explained
     variance, accuracy when the run logs them), one small panel each, titled with algorithm, task and steps."""

@@ -210,7 +210,7 @@ OUT_OF_RANGE = {  # values of the right type that the settings forbid
     "compare": [],
     "sft": ["steps=0", "batch_size=0", "lr=-1", "demos=0"],
     "rm": ["pairs=1", "k=1", "tau=-0.5", "heldout_frac=0", "heldout_frac=1", "lr=0", "steps=0", "batch_size=0",
-           "norm_samples=1", "temperature=0", "weight_decay=-1", "max_grad_norm=-1"],
+           "norm_samples=1", "temperature=0", "weight_decay=-1", "max_grad_norm=-1", "eval_every=-1"],
 }
 
 COMPARE_UNCHECKED = {"pretrain.task=arith", "pretrain.seed=3", "reward_weights=made_up=1", "pretrain.hidden=0",

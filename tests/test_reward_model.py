@@ -308,3 +308,17 @@ def test_scores_are_normalised_under_fresh_sft_samples(default_sft, default_rm):
     assert abs(z.mean()) <= Z_MAX * se_mean
     assert abs(z.std() - 1.0) <= Z_MAX * se_std
     assert s["reward_std"] > 0
+
+
+def test_same_seed_gives_identical_learning_curves_and_weights(cache_dir):
+    sft, _ = stages.cached_sft(SMALL_PIPE)
+    cfg = dataclasses.replace(SMALL_RM, eval_every=10)
+    runs = []
+    for _ in range(2):
+        log = []
+        rm, s = R.train_reward_model(sft, get_task("pref"), cfg, seed=3, progress=lambda i, f: log.append((i, f)))
+        runs.append((log, rm.model.flat.copy(), s["heldout_expected_accuracy"]))
+    (log_a, w_a, acc_a), (log_b, w_b, acc_b) = runs
+    assert log_a == log_b and acc_a == acc_b
+    np.testing.assert_array_equal(w_a, w_b)
+    assert [i for i, f in log_a if "heldout_loss" in f] == [9, 19, 29]

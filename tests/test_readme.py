@@ -14,11 +14,16 @@ def readme_blocks():
     return re.findall(r"```python\n(.*?)```\n```\n(.*?)```", text, flags=re.S)
 
 
+def test_readme_keeps_its_worked_examples():
+    """The exact Bayes ceiling of preference pairs, and the exact-engine gradient check."""
+    assert len(readme_blocks()) >= 2, "README lost a worked example"
+
+
 @pytest.mark.slow
-def test_readme_exact_check_example_prints_what_the_readme_shows(cache_dir):
-    blocks = readme_blocks()
-    assert blocks, "README lost its worked example"
-    code, expected = blocks[0]
+@pytest.mark.parametrize("index", range(len(readme_blocks())))
+def test_readme_worked_examples_print_what_the_readme_shows(cache_dir, index):
+    """Every ```python block that is followed by an output block runs and prints that output."""
+    code, expected = readme_blocks()[index]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})

@@ -33,7 +33,8 @@ def format_table(report) -> list[str]:
                 lines.append("")
             note = {"KL value": "values, nats per sequence",
                     "KL gradient": "gradients of the penalty, projected on the unit target gradient",
-                    "policy gradient": "ascent directions, projected on the unit grad E[r]"}[section]
+                    "policy gradient": "ascent directions, projected on the unit grad E[r]",
+                    "preference labels": "BT pairs of distinct pi completions, tau = 1; per-pair means"}[section]
             lines.append(f"-- {section} ({note})")
             lines.append(head)
         mc = f"{r.mc_mean:.4g} ± {r.mc_se:.2g}"
@@ -56,7 +57,8 @@ def format_table(report) -> list[str]:
               help="Also draw the table as a figure (.png, .svg or .pdf).")
 def check_cmd(task, samples, seed, figure):
     """Exact expectations and gradients vs Monte-Carlo estimates of the project's estimators (KL k1/k2/k3 as
-    values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients)."""
+    values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients; the Bayes ceiling of the
+    reward model's preference pairs)."""
     from toyrlhf import exact, stages
 
     if task not in TASKS:
@@ -81,6 +83,8 @@ def check_cmd(task, samples, seed, figure):
     click.echo(f"  KL draws: {samples} x {info['kl_batch']} sequences on uniform prompts; policy-gradient draws: "
                f"{samples} x {len(info['pg_prompts'])} prompts x G={info['group_size']} "
                f"(B={info['pg_batch']}), reward {info['reward']}")
+    click.echo(f"  preference draws: {info['pref_pairs']:,} labelled pairs of distinct completions on uniform "
+               f"prompts; target: their exact Bayes ceiling E[sigma(|Delta r*|)] over every such pair")
     pp = ", ".join(f"[{p}] {q:.3f}" for p, q in zip(info["pg_prompts"], info["pg_p"]))
     click.echo(f"  policy-gradient prompts, exact P(correct): {pp}")
     click.echo("  z = (MC - exact)/se (estimator vs truth); z(E) = (MC - E[est])/se (real estimator code vs the "

@@ -499,9 +499,14 @@ def test_check_rows_agree_with_monte_carlo_and_name_the_known_biases(cache_dir):
     assert "(G-1)/G/L_max x true" in v[("Dr. GRPO (group mean, sum/L_max)", "grad E[r]")]
     assert "(B-1)/B x true" in v[("REINFORCE (batch mean)", "grad E[r]")]
     assert v[("GRPO (std, 1/|o|)", "grad E[r]")].startswith("not parallel")
+    # the preference-label rows: the sampled ceiling and the BT sampler's agreement with r* are unbiased for the
+    # exact ceiling of the enumerated pair population
+    assert v[("sigma(|Delta*|) (sampled ceiling)", "Bayes ceiling")].startswith("unbiased")
+    assert v[("label agrees with r* (BT sampler)", "Bayes ceiling")].startswith("unbiased")
     from toyrlhf.cli.commands_exact import format_table
     lines = format_table(rep)
-    assert len([ln for ln in lines if ln.startswith(("KL ", "k", "REINFORCE", "RLOO", "Dr.", "GRPO"))]) == len(rep.rows)
+    starts = ("KL ", "k", "REINFORCE", "RLOO", "Dr.", "GRPO", "sigma", "label")
+    assert len([ln for ln in lines if ln.startswith(starts)]) == len(rep.rows)
 
 
 def toyrlhf_cli(*args, env_extra=None):

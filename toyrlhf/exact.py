@@ -1096,8 +1096,25 @@ def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_
             row.verdict = gradient_verdict(row, None, consts)
         rows.append(row)
 
+    # ------------------------------------------------------------------ preference labels (the RM's data)
+    # pairs of distinct pi completions on uniform prompts, labelled by the project's Bradley-Terry sampler (tau = 1);
+    # the exact population ceiling comes from the enumeration, the gold reward scoring itself
+    from . import preferences as prefs
+    gold_all = tsk.gold_reward(*enum.split())
+    ceiling = prefs.exact_pair_expectations(enum.probs, gold_all, gold_all, enum.offsets, 1.0)["bayes_accuracy"]
+    n_pairs = 16 * samples
+    pairs = prefs.make_preferences(policy, tsk, rng.integers(len(all_prompts), size=n_pairs), tau=1.0, rng=rng)
+    dgold = pairs.delta_gold()                                  # r*(label winner) - r*(label loser)
+    for label, per_pair in (("sigma(|Delta*|) (sampled ceiling)", prefs.pref_prob(np.abs(dgold), 1.0)),
+                            ("label agrees with r* (BT sampler)", (dgold > 0) + 0.5 * (dgold == 0))):
+        row = CheckRow("preference labels", label, "Bayes ceiling", ceiling, ceiling, *_mean_se(per_pair))
+        row.verdict = value_verdict(row)
+        rows.append(row)
+    tick()
+
     info = {
         "task": task, "seed": seed, "samples": samples, "sft": str(sft_path), "ref_mix": ref_mix,
+        "pref_pairs": pairs.n_pairs,
         "n_completions": enum.n, "n_prompts": enum.n_prompts,
         "kl_reverse": kls["reverse_mean"], "kl_forward": kls["forward_mean"],
         "kl_batch": B, "group_size": G, "pg_batch": Bpg,
@@ -1110,5 +1127,5 @@ def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_
     return CheckReport(rows, info)
 
 
-CHECK_STEPS = 4 + 6 + 4
+CHECK_STEPS = 4 + 6 + 4 + 1
 """Progress ticks of run_check."""

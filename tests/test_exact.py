@@ -501,8 +501,9 @@ def test_check_rows_agree_with_monte_carlo_and_name_the_known_biases(cache_dir):
     assert v[("GRPO (std, 1/|o|)", "grad E[r]")].startswith("not parallel")
     # the preference-label rows: the sampled ceiling and the BT sampler's agreement with r* are unbiased for the
     # exact ceiling of the enumerated pair population
-    assert v[("sigma(|Delta*|) (sampled ceiling)", "Bayes ceiling")].startswith("unbiased")
-    assert v[("label agrees with r* (BT sampler)", "Bayes ceiling")].startswith("unbiased")
+    # these two rows have E[est] = exact by construction, so their verdict is fixed; only their z can fail
+    pref_rows = [r for r in rep.rows if r.section == "preference labels"]
+    assert len(pref_rows) == 2 and all(abs(r.z) <= Z for r in pref_rows)
     from toyrlhf.cli.commands_exact import format_table
     lines = format_table(rep)
     starts = ("KL ", "k", "REINFORCE", "RLOO", "Dr.", "GRPO", "sigma", "label")

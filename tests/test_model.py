@@ -79,24 +79,14 @@ def test_value_head_backward_matches_finite_differences(arch):
     assert rel_err(g, fd_grad(m, f)) <= REL_TOL
 
 
-@pytest.mark.parametrize("arch", ["mlp", "bigram"])
-def test_reward_head_backward_matches_finite_differences(arch):
-    rng = np.random.default_rng(3)
-    m = small_model(arch, 3)
-    tokens, mask = random_batch(rng, 7, 5, 3, 4)
-    w = rng.normal(size=5)
-
-    def f():
-        return float(np.sum(w * m.reward_forward(tokens, mask)[0]))
-
-    g = m.reward_backward(w, m.reward_forward(tokens, mask)[1])
-    assert rel_err(g, fd_grad(m, f)) <= REL_TOL
-
-
-@pytest.mark.parametrize("align, pool", [("recent", "last"), ("prefix", "mean"), ("prefix", "last")])
-def test_reward_head_backward_matches_finite_differences_for_every_window_and_pooling(align, pool):
-    rng = np.random.default_rng(4)
-    m = small_model("mlp", 4, k=7, align=align, reward_pool=pool)
+@pytest.mark.parametrize("seed, arch, shape", [
+    (3, "mlp", {}), (3, "bigram", {}),
+    (4, "mlp", dict(k=7, align="recent", reward_pool="last")),
+    (4, "mlp", dict(k=7, align="prefix", reward_pool="mean")),
+    (4, "mlp", dict(k=7, align="prefix", reward_pool="last"))])
+def test_reward_head_backward_matches_finite_differences_for_every_window_and_pooling(seed, arch, shape):
+    rng = np.random.default_rng(seed)
+    m = small_model(arch, seed, **shape)
     tokens, mask = random_batch(rng, 7, 5, 3, 4)
     w = rng.normal(size=5)
 

@@ -234,13 +234,11 @@ def test_sampled_ceiling_and_expected_accuracy_are_unbiased_for_the_exact_popula
     dgold, dscore = gold[a] - gold[b], scores[a] - scores[b]
     for name, per_pair in (
             ("bayes_accuracy", P.pref_prob(np.abs(dgold), tau)),
-            ("expected_accuracy", np.where(dscore > 0, P.pref_prob(dgold, tau),
-                                           np.where(dscore < 0, P.pref_prob(-dgold, tau), 0.5)))):
+            ("expected_accuracy", P.agreement_prob(dscore, dgold, tau))):
         z = (per_pair.mean() - exact[name]) / (per_pair.std(ddof=1) / np.sqrt(n))
         assert abs(z) <= Z_MAX, (name, z)
     assert P.bayes_accuracy(dgold, tau) == pytest.approx(P.pref_prob(np.abs(dgold), tau).mean())
-    assert P.expected_accuracy(dscore, dgold, tau) == pytest.approx(
-        np.where(dscore > 0, P.pref_prob(dgold, tau), np.where(dscore < 0, P.pref_prob(-dgold, tau), 0.5)).mean())
+    assert P.expected_accuracy(dscore, dgold, tau) == pytest.approx(P.agreement_prob(dscore, dgold, tau).mean())
 
 
 def test_make_split_records_the_prompt_population_of_each_side():

@@ -74,6 +74,16 @@ def bayes_accuracy(delta_gold, tau: float) -> float:
     return float(np.mean(pref_prob(np.abs(delta), tau)))
 
 
+def agreement_prob(score_diff, delta_gold, tau: float) -> np.ndarray:
+    """Per pair, the probability that a BT label agrees with the scorer's choice (a tie in scores counts 1/2):
+
+        sigma(Delta*/tau) 1(s_a > s_b) + sigma(-Delta*/tau) 1(s_a < s_b) + 1/2 1(s_a = s_b)
+    """
+    s = np.sign(np.asarray(score_diff, dtype=np.float64))
+    p = pref_prob(delta_gold, tau)
+    return np.where(s > 0, p, np.where(s < 0, 1.0 - p, 0.5))
+
+
 def expected_accuracy(score_diff, delta_gold, tau: float) -> float:
     """Expected accuracy of a *fixed* scorer on BT labels, over the label noise only (the pairs are given):
 
@@ -82,11 +92,8 @@ def expected_accuracy(score_diff, delta_gold, tau: float) -> float:
     where score_diff = s_a - s_b and delta_gold = r*(a) - r*(b) for the same (a, b). It is <= bayes_accuracy on
     the same pairs, with equality iff the scorer orders every pair with Delta* != 0 like r*. Unlike the realised
     accuracy against sampled labels it carries no label noise, so it isolates the scorer's ordering errors."""
-    s = np.sign(np.asarray(score_diff, dtype=np.float64))
-    p = pref_prob(delta_gold, tau)
-    if s.size == 0:
-        return float("nan")
-    return float(np.mean(np.where(s > 0, p, np.where(s < 0, 1.0 - p, 0.5))))
+    p = agreement_prob(score_diff, delta_gold, tau)
+    return float(np.mean(p)) if p.size else float("nan")
 
 
 def bayes_nll(delta_gold, tau: float) -> float:
@@ -147,8 +154,9 @@ def exact_pair_expectations(probs, gold, scores, offsets, tau: float) -> dict[st
             raise ValueError("a prompt whose completions cannot differ (one completion has all the mass)")
         values, cls = np.unique(r, return_inverse=True)                  # (U,), (n,) gold classes
         P = np.bincount(cls, weights=p, minlength=values.size)           # (U,) mass per gold value
-        win = pref_prob(values[:, None] - values[None, :], tau)          # (U, U) P(class u beats class v)
-        bayes.append((P @ np.maximum(win, win.T) @ P - 0.5 * np.sum(p * p)) / z)
+        diff = values[:, None] - values[None, :]
+        win = pref_prob(diff, tau)                                       # (U, U) P(class u beats class v)
+        bayes.append((P @ pref_prob(np.abs(diff), tau) @ P - 0.5 * np.sum(p * p)) / z)
         # scorer: for each a, the mass per gold class of the completions scored strictly lower
         order = np.argsort(sc, kind="stable")
         s_sorted = sc[order]

@@ -256,11 +256,11 @@ def evaluate(model: TinyLM, data: prefs.Preferences, margin: float = 0.0) -> dic
     diff, dgold = data.pair_diff(r), data.delta_gold()
     order, n_ordered = prefs.gold_order_accuracy(diff, dgold)
     acc = prefs.accuracy(diff)
-    # per-pair probability that the scorer's choice matches the label: the std of the realised accuracy
-    p = np.where(np.sign(diff) > 0, prefs.pref_prob(dgold, data.tau),
-                 np.where(np.sign(diff) < 0, 1.0 - prefs.pref_prob(dgold, data.tau), 0.5))
+    # per-pair probability that the scorer's choice matches the label: its mean is the expected accuracy, its
+    # Bernoulli variances give the std of the realised one
+    p = prefs.agreement_prob(diff, dgold, data.tau)
     return {"loss": loss, "accuracy": acc, "accuracy_se": float(np.sqrt(np.sum(p * (1 - p))) / p.size),
-            "expected_accuracy": prefs.expected_accuracy(diff, dgold, data.tau),
+            "expected_accuracy": float(np.mean(p)),
             "expected_accuracy_se": _group_se(p, data.n),
             "bayes_accuracy": prefs.bayes_accuracy(dgold, data.tau),
             "bayes_accuracy_se": _group_se(prefs.pref_prob(np.abs(dgold), data.tau), data.n),
@@ -311,8 +311,9 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
 
     Returns (RewardModel, summary); progress(step, figures) is called after every step with the minibatch's
     "loss", "acc" and the step's "lr"; every cfg.eval_every steps (and after the last) the figures also hold
-    "heldout_loss" and "heldout_expected_accuracy", the learning curves' held-out points. Random streams: [seed, 4] data, [seed, 5] initialisation (the reward head; W1 and b1 too
-    for head 'sequence'), [seed, 6] minibatches, [seed, 7] normalisation samples."""
+    "heldout_loss" and "heldout_expected_accuracy", the learning curves' held-out points.
+    Random streams: [seed, 4] data, [seed, 5] initialisation (the reward head; W1 and b1 too for head 'sequence'),
+    [seed, 6] minibatches, [seed, 7] normalisation samples."""
     train, heldout = prefs.make_split(sft_model, task, cfg.pairs, k=cfg.k, tau=cfg.tau,
                                       heldout_frac=cfg.heldout_frac, rng=np.random.default_rng([seed, 4]),
                                       temperature=cfg.temperature)

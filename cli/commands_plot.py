@@ -70,8 +70,8 @@ def _train_one(cfg_dict: dict, run_dir: str) -> dict:
     (metrics and checkpoint kept, resumable); a run not yet started is skipped."""
     import signal
 
-    from toyrlhf.config import from_dict
-    from toyrlhf.rl.algorithms import RLConfig
+    from toyrlhf.settings import from_dict
+    from toyrlhf.config import RLConfig
     from toyrlhf.rl.run import train
 
     if _STOP is not None and _STOP.is_set():
@@ -143,8 +143,9 @@ def _build_upstream(configs_by_seed: dict[int, list]) -> None:
 
 
 def _resolve_configs(algos, task, seeds, steps, overrides) -> dict[tuple[str, int], object]:
-    from toyrlhf.config import from_dict, parse_set_options, with_overrides
-    from toyrlhf.rl.algorithms import PRESETS, RLConfig
+    from toyrlhf.settings import from_dict, parse_set_options, with_overrides
+    from toyrlhf.config import RLConfig
+    from toyrlhf.rl.algorithms import PRESETS
 
     from .commands_rl import check_against_task
     sets = parse_set_options(overrides)
@@ -181,7 +182,7 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     import multiprocessing
 
     from toyrlhf import plotting
-    from toyrlhf.config import to_dict
+    from toyrlhf.settings import to_dict
     from toyrlhf.rl.algorithms import PRESETS
     from toyrlhf.runs import atomic_write_bytes, default_run_dir, prepare_run_dir
     from toyrlhf.tasks import DEFAULT_TASK, TASKS

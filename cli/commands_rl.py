@@ -6,9 +6,10 @@ from pathlib import Path
 import click
 
 from toyrlhf import stages
-from toyrlhf.config import from_dict, load_config_file, parse_set_options, to_dict, with_overrides
+from toyrlhf.settings import from_dict, load_config_file, parse_set_options, to_dict, with_overrides
 from toyrlhf.errors import UserError
-from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS, RLConfig
+from toyrlhf.config import RLConfig
+from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS
 from toyrlhf.runs import prepare_run_dir
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
@@ -57,21 +58,14 @@ def resolve_config(algo: str | None, *, config_file=None, task=None, steps=None,
 
 def check_against_task(cfg: RLConfig) -> None:
     """Settings that are only wrong for the run's task, checked before anything is built or written."""
-    from toyrlhf.rl.algorithms import parse_weights
-    from toyrlhf.tasks import Task
     if cfg.task not in TASKS:
         raise UserError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}")
-    task = TASKS[cfg.task]
     if cfg.seed < 0:
         raise UserError(f"seed must be >= 0, got {cfg.seed}")
-    unknown = sorted(set(parse_weights(cfg.reward_weights)) - set(task.reward_weights))
-    if unknown:
-        raise UserError(f"reward_weights: task {task.name!r} has no component {unknown[0]!r}; "
-                        f"it has {', '.join(task.reward_weights)}")
-    if cfg.advantage == "process" and type(task).step_rewards is Task.step_rewards:
-        raise UserError(f"task {task.name!r} gives no step rewards; advantage=process needs them")
-    from .commands_stages import check_model_shape
-    check_model_shape(cfg.pretrain)
+    try:
+        cfg.check_task()
+    except ValueError as e:
+        raise UserError(str(e).splitlines()[0]) from None
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})

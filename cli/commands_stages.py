@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from toyrlhf import stages
-from toyrlhf.config import from_dict, parse_set_options, to_dict, with_overrides
+from toyrlhf.settings import from_dict, parse_set_options, to_dict, with_overrides
 from toyrlhf.errors import UserError
 from toyrlhf.runs import (Interrupted, NumericalError, atomic_write_bytes, deferred_signals, prepare_run_dir,
                           signal_name, write_json)
@@ -53,7 +53,7 @@ def check_model_shape(cfg: "stages.PretrainConfig") -> None:
     """The model shape settings (arch, context, embed, hidden) are validated by ModelConfig: check them before
     anything is built or written."""
     try:
-        stages.model_config_for(get_task(cfg.task), cfg)
+        cfg.model_config()
     except ValueError as e:
         raise UserError(f"pretrain: {str(e).splitlines()[0]}") from None
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from toyrlhf.errors import UserError
-from toyrlhf.rl.algorithms import preset_config
+from toyrlhf.config import preset_config
 from toyrlhf.runs import Interrupted, load_npz
 
 UPSTREAM = {"pretrain.steps": 50, "pretrain.corpus_size": 2000, "sft.steps": 20, "rm.steps": 20, "rm.pairs": 200,
@@ -205,7 +205,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(cache_env, no_plots, wo
 
 
 def test_resume_of_a_finished_run_changes_nothing_but_can_extend_it(cache_env, no_plots, workdir):
-    from toyrlhf.config import with_overrides
+    from toyrlhf.settings import with_overrides
     from toyrlhf.rl.run import train
     ref = baseline("grpo_kl_target", workdir)
     d = workdir / "extend"

@@ -38,6 +38,9 @@ from .tokens import BOS, EOS, OUT_OFFSET, PAD
 ARCHS = ("mlp", "bigram")
 ALIGNS = ("recent", "prefix")
 REWARD_POOLS = ("mean", "last")
+RM_HEADS = ("sequence", "mean")
+"""The reward model's shape (``RMConfig.head``): 'sequence' = one prefix window over prompt + completion read at the
+last token (align='prefix', reward_pool='last'); 'mean' = the policy's recent windows, mean-pooled."""
 
 
 @dataclass(frozen=True)

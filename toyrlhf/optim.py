@@ -17,6 +17,10 @@ def clip_grad_norm(grad: np.ndarray, max_norm: float | None) -> tuple[np.ndarray
     return grad, norm
 
 
+LR_SCHEDULES = ("cosine", "constant")
+"""Learning-rate schedules (``RMConfig.lr_schedule``): ``cosine_lr``, or the base rate throughout."""
+
+
 def cosine_lr(base_lr: float, step: int, total: int) -> float:
     """Cosine annealing to zero without restarts (Loshchilov & Hutter 2017, SGDR eq. 5 with eta_min = 0, one cycle):
 

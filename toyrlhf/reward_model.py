@@ -59,87 +59,13 @@ from . import exact
 from . import preferences as prefs
 from . import stages
 from . import tokens as tk
-from .config import config_hash, to_dict
+from .config import Pipeline, RMConfig
+from .settings import config_hash, to_dict
 from .errors import UserError
 from .model import ROLE_PARAMS, TinyLM
 from .optim import Adam, clip_grad_norm, cosine_lr
 from .runs import from_json_array, json_array
 from .tasks import Task, get_task
-
-
-RM_HEADS = ("sequence", "mean")
-LR_SCHEDULES = ("cosine", "constant")
-
-
-@dataclass
-class RMConfig:
-    """Reward-model training: preference data from the SFT policy, Bradley-Terry loss, Adam."""
-
-    pairs: int = 64_000
-    """Labelled comparison groups, train + held-out (with k = 2, preference pairs)."""
-    head: str = "sequence"
-    """'sequence': one window over the whole prompt + completion, read at the last token (the default);
-    'mean': the SFT model's 4-token windows, mean-pooled over the completion (cannot represent pref's gold reward)."""
-    k: int = 2
-    """Completions ranked per prompt: 2 = Bradley-Terry pairs, > 2 = Plackett-Luce rankings (C(k,2) pairs each)."""
-    tau: float = 1.0
-    """Label noise: P(a > b) = sigma((r*(a) - r*(b)) / tau); 0 = the noiseless gold ordering."""
-    heldout_frac: float = 0.2
-    """Share of the task's prompts (and of the groups) held out for evaluation; split by prompt."""
-    steps: int = 4000
-    """Adam steps (no early stopping)."""
-    batch_size: int = 128
-    """Groups per step (each group is one batch element, all its C(k,2) pairs weighted 1/C(k,2))."""
-    lr: float = 2e-3
-    """Adam learning rate (the peak of the schedule)."""
-    lr_schedule: str = "cosine"
-    """'cosine' (anneal to 0 over the steps) or 'constant'."""
-    margin: float = 0.0
-    """m in -log sigma(r_w - r_l - m) (Llama 2's margin; 0 = plain Bradley-Terry)."""
-    weight_decay: float = 0.3
-    """Decoupled (AdamW) weight decay on the reward model's parameters (trunk + reward head), per unit lr:
-    each step multiplies them by 1 - lr_t * weight_decay (lr_t the scheduled rate); 0 = none."""
-    max_grad_norm: float = 1.0
-    """Global gradient-norm clip per step (0 = no clipping)."""
-    temperature: float = 1.0
-    """Sampling temperature of the SFT policy when drawing the completions to compare."""
-    norm_samples: int = 4096
-    """Fresh SFT samples used to normalise the scores to mean 0, std 1."""
-    eval_every: int = 200
-    """Evaluate on the held-out pairs (BT loss, expected accuracy) every this many steps, for the learning curves;
-    0 = only after training."""
-    exact: bool = True
-    """Also report the exact population figures (ceiling and expected accuracy over every pair of distinct
-    completions) by enumerating each side's prompts: k = 2 and tasks the exact engine can list only."""
-
-    def __post_init__(self):
-        for name in ("pairs", "steps", "batch_size", "norm_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.pairs < 2:
-            raise ValueError(f"pairs must be at least 2 (one train, one held-out), got {self.pairs}")
-        if self.head not in RM_HEADS:
-            raise ValueError(f"unknown reward-model head {self.head!r}; choose from {', '.join(RM_HEADS)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
-        if self.k < 2:
-            raise ValueError(f"k must be at least 2, got {self.k}")
-        if not self.tau >= 0:
-            raise ValueError(f"tau must be >= 0, got {self.tau}")
-        if not 0.0 < self.heldout_frac < 1.0:
-            raise ValueError(f"heldout_frac must lie strictly between 0 and 1, got {self.heldout_frac}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not self.max_grad_norm >= 0:
-            raise ValueError(f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
-        if self.norm_samples < 2:
-            raise ValueError(f"norm_samples must be at least 2, got {self.norm_samples}")
 
 
 # ------------------------------------------------------------------------------------------ loss

@@ -8,82 +8,19 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import tokens as tk
-from .config import config_hash, to_dict
+from .config import Pipeline, PretrainConfig, SFTConfig
+from .settings import config_hash, to_dict
 from .errors import UserError
 from .model import ModelConfig, TinyLM
 from .optim import Adam, clip_grad_norm
 from .runs import from_json_array, json_array, load_npz, save_npz
 from .tasks import Task, get_task
-
-
-@dataclass
-class PretrainConfig:
-    """Pretraining: the model's shape and next-token training on the task's synthetic corpus."""
-
-    task: str = "pref"
-    """Task name (`toyrlhf tasks`)."""
-    seed: int = 0
-    """Seeds the corpus, the initial weights and the minibatch order."""
-    steps: int = 1500
-    """Adam steps."""
-    batch_size: int = 64
-    """Sequences per step."""
-    lr: float = 3e-3
-    """Adam learning rate."""
-    corpus_size: int = 20_000
-    """Sequences in the (fixed) training corpus."""
-    arch: str = "mlp"
-    """'mlp' or 'bigram'."""
-    context: int = 4
-    """Tokens the MLP sees."""
-    embed: int = 16
-    """Embedding width."""
-    hidden: int = 128
-    """Hidden (feature) width."""
-
-    def __post_init__(self):
-        _positive(self, "steps", "batch_size", "corpus_size")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-
-@dataclass
-class SFTConfig:
-    """Supervised fine-tuning on the task's demonstrations, loss on completion tokens only."""
-
-    steps: int = 150
-    """Adam steps."""
-    batch_size: int = 32
-    """Demonstrations per step."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    demos: int = 64
-    """Number of demonstrations (drawn once, seeded). Few on purpose: the SFT model should leave RL headroom
-    (measured SFT gold reward, pref 0.67 / arith 0.92 of 1.2 / length 0.80; with 512 demonstrations arith
-    reaches 1.16 and RL has little left to do)."""
-
-    def __post_init__(self):
-        _positive(self, "steps", "batch_size", "demos")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-
-def _positive(cfg, *names):
-    for n in names:
-        if getattr(cfg, n) < 1:
-            raise ValueError(f"{n} must be a positive integer, got {getattr(cfg, n)}")
-
-
-def model_config_for(task: Task, cfg: PretrainConfig) -> ModelConfig:
-    return ModelConfig(vocab_size=task.vocab_size, arch=cfg.arch, context=cfg.context,
-                       embed=cfg.embed, hidden=cfg.hidden)
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -164,7 +101,7 @@ def pretrain(cfg: PretrainConfig, progress: Callable | None = None) -> tuple[Tin
     """Next-token cross-entropy on the task's corpus. Returns (model, summary)."""
     task = get_task(cfg.task)
     rng = np.random.default_rng([cfg.seed, 1])
-    model = TinyLM(model_config_for(task, cfg), seed=np.random.default_rng([cfg.seed, 2]))
+    model = TinyLM(cfg.model_config(), seed=np.random.default_rng([cfg.seed, 2]))
     prompts, comps = task.sample_corpus(cfg.corpus_size, rng)
     tok, _ = tk.join(prompts, comps)
     mask = predicted_mask(tok)
@@ -209,14 +146,6 @@ def cache_dir() -> Path:
     except OSError:
         raise UserError(f"stage cache {path} is not writable; set TOYRLHF_CACHE_DIR to a writable folder") from None
     return path
-
-
-@dataclass
-class Pipeline:
-    """The upstream stages an RL run (or `toyrlhf rm`) stands on, identified by their full configs."""
-
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
 
 
 def cached_pretrained(cfg: PretrainConfig, progress=None) -> tuple[TinyLM, Path]:

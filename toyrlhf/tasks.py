@@ -99,6 +99,11 @@ class Task:
         """Process supervision: (rewards (B, T) float64, step_end (B, T) bool), or None if the task has no steps."""
         return None
 
+    @property
+    def has_step_rewards(self) -> bool:
+        """True if the task overrides ``step_rewards`` (process supervision is possible)."""
+        return type(self).step_rewards is not Task.step_rewards
+
     # ------------------------------------------------------------------ the pretraining corpus
     def corpus_probs(self, prompts, prefix) -> np.ndarray:
         """(B, V_out) next-token distribution of the corpus generator after prompt (B, P) + prefix (B, t)."""

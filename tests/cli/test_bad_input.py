@@ -31,10 +31,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from toyrlhf import stages
-from toyrlhf.reward_model import LR_SCHEDULES, RM_HEADS, RMConfig
-from toyrlhf.rl import algorithms
-from toyrlhf.rl.algorithms import PRESETS, RLConfig
+from toyrlhf.config import PretrainConfig, RLConfig, RMConfig, SFTConfig
+from toyrlhf.model import RM_HEADS
+from toyrlhf.optim import LR_SCHEDULES
+from toyrlhf.rl import advantages, losses
+from toyrlhf.rl.algorithms import PRESETS
+from toyrlhf.rl.rollout import REWARD_SOURCES
 from toyrlhf.tasks import TASKS
 
 try:  # Python >= 3.11
@@ -182,8 +184,8 @@ def _field_kinds(cls, prefix=""):
 
 
 RL_FIELDS = {k: v for k, v in _field_kinds(RLConfig).items() if k not in ("pretrain.task", "pretrain.seed")}
-PRETRAIN_FIELDS = _field_kinds(stages.PretrainConfig)
-SFT_FIELDS = _field_kinds(stages.SFTConfig)
+PRETRAIN_FIELDS = _field_kinds(PretrainConfig)
+SFT_FIELDS = _field_kinds(SFTConfig)
 RM_FIELDS = _field_kinds(RMConfig)
 
 WRONG_TYPE = {
@@ -191,9 +193,9 @@ WRONG_TYPE = {
     float: st.sampled_from(["abc", "nan", "inf", "-inf", "", "1,5", "true", "1e400", "[0.1]"]),
     bool: st.sampled_from(["maybe", "2", "", "yes please", "-1", "1.0"]),
 }
-CHOICES = {"advantage": algorithms.ADVANTAGES, "kl": algorithms.KL_MODES, "kl_estimator": algorithms.KL_ESTIMATORS_ALLOWED,
-           "aggregation": algorithms.AGGREGATION_MODES, "ratio": algorithms.RATIOS, "reward": algorithms.REWARD_SOURCES,
-           "std": ("population", "sample"), "algo": tuple(PRESETS) + ("custom",), "pretrain.arch": ("mlp", "bigram"),
+CHOICES = {"advantage": tuple(advantages.ADVANTAGE_ESTIMATORS), "kl": losses.KL_PLACEMENTS,
+           "kl_estimator": tuple(losses.KL_ESTIMATORS), "aggregation": tuple(losses.AGGREGATIONS),
+           "ratio": tuple(losses.SURROGATES), "reward": REWARD_SOURCES, "std": advantages.GROUP_STDS, "algo": tuple(PRESETS) + ("custom",), "pretrain.arch": ("mlp", "bigram"),
            "arch": ("mlp", "bigram"), "task": tuple(TASKS), "head": RM_HEADS, "rm.head": RM_HEADS,
            "lr_schedule": LR_SCHEDULES, "rm.lr_schedule": LR_SCHEDULES}
 OUT_OF_RANGE = {  # values of the right type that the settings forbid

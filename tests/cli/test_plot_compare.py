@@ -150,9 +150,10 @@ def test_a_stopped_compare_worker_ends_its_run_at_a_step_boundary_with_a_checkpo
     import numpy as np
 
     from toyrlhf.cli import commands_plot
-    from toyrlhf.config import from_dict, to_dict, with_overrides
-    from toyrlhf.config import parse_set_options
-    from toyrlhf.rl.algorithms import PRESETS, RLConfig
+    from toyrlhf.settings import from_dict, to_dict, with_overrides
+    from toyrlhf.settings import parse_set_options
+    from toyrlhf.config import RLConfig
+    from toyrlhf.rl.algorithms import PRESETS
 
     monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(tmp_path / "cache"))
     cfg = from_dict(RLConfig, {**PRESETS["grpo"].knobs, "algo": "grpo", "steps": 50})

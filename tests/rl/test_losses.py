@@ -208,7 +208,7 @@ def policy_inputs(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(policy_inputs(), st.sampled_from(AGGREGATIONS + ("sequence",)))
+@given(policy_inputs(), st.sampled_from(tuple(AGGREGATIONS) + ("sequence",)))
 def test_clipped_objective_never_exceeds_the_unclipped_one(inputs, mode):
     logp, old_logp, adv, mask, eps_low, eps_high = inputs
     if mode == "sequence":
@@ -225,7 +225,7 @@ def test_clipped_objective_never_exceeds_the_unclipped_one(inputs, mode):
         assert unclipped == pytest.approx(-aggregate(rho_a, mask, mode, max_tokens=8)[0], rel=1e-12, abs=1e-12)
 
 
-@pytest.mark.parametrize("mode", AGGREGATIONS + ("sequence",))
+@pytest.mark.parametrize("mode", tuple(AGGREGATIONS) + ("sequence",))
 def test_on_policy_ratio_is_exactly_one_and_gradient_is_minus_weights_times_advantage(mode):
     ratio = "sequence" if mode == "sequence" else "token"
     logp, _, adv, mask = policy_batch(5, ratio=ratio)
@@ -274,7 +274,7 @@ def test_huge_log_ratios_are_clipped_for_numerical_safety():
 SPLITS = [slice(0, 3), slice(3, 5), slice(5, 8)]  # uneven minibatches of one rollout of 8 sequences
 
 
-@pytest.mark.parametrize("mode", AGGREGATIONS + ("sequence",))
+@pytest.mark.parametrize("mode", tuple(AGGREGATIONS) + ("sequence",))
 def test_minibatch_accumulation_with_global_counts_reproduces_the_full_batch(mode):
     ratio = "sequence" if mode == "sequence" else "token"
     logp, old_logp, adv, mask = policy_batch(7, B=8, ratio=ratio)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from toyrlhf.errors import UserError
-from toyrlhf.rl.algorithms import PRESETS, preset_config
+from toyrlhf.config import preset_config
+from toyrlhf.rl.algorithms import PRESETS
 from toyrlhf.rl.trainer import Trainer, build_models
 
 SMALL = dict(prompts_per_step=4, group_size=4)

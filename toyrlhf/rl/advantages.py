@@ -9,9 +9,17 @@ Every token-level output is 0 outside the mask.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..registry import Registry
+
 __all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "AdvantageInputs",
+    "AdvantageSettings",
+    "compute_advantages",
     "gae",
     "group_advantages",
     "rloo_advantages",
@@ -23,7 +31,8 @@ __all__ = [
 ]
 
 _SCALES = ("std", "none")
-_STDS = ("population", "sample")
+GROUP_STDS = ("population", "sample")
+"""Which std the group-relative estimators divide by: numpy's ddof=0 or torch's ddof=1 (the knob ``std``)."""
 
 
 def _as_mask(mask, shape) -> np.ndarray:
@@ -132,7 +141,7 @@ def group_advantages(rewards, G: int, *, scale: str = "std", std: str = "populat
         ValueError: if B % G != 0, G < 2, or an unknown ``scale``/``std``.
     """
     _check_choice("scale", scale, _SCALES)
-    _check_choice("std", std, _STDS)
+    _check_choice("std", std, GROUP_STDS)
     r = _grouped(rewards, G)
     centred = r - r.mean(axis=1, keepdims=True)
     if scale == "std":
@@ -205,7 +214,7 @@ def batch_normalize(adv, mask=None, eps: float = 1e-8, *, shift_mean: bool = Tru
     Returns:
         float64 array of the same shape.
     """
-    _check_choice("std", std, _STDS)
+    _check_choice("std", std, GROUP_STDS)
     a = np.asarray(adv, dtype=np.float64)
     m = np.ones(a.shape, dtype=bool) if mask is None else _as_mask(mask, a.shape)
     vals = a[m]
@@ -247,7 +256,7 @@ def process_advantages(step_rewards, step_end, G: int, *, scale: str = "std", st
         (B, L) float64 token advantages (0 after a row's last step end).
     """
     _check_choice("scale", scale, _SCALES)
-    _check_choice("std", std, _STDS)
+    _check_choice("std", std, GROUP_STDS)
     r = np.asarray(step_rewards, dtype=np.float64)
     if r.ndim != 2:
         raise ValueError(f"step_rewards must be (B, L), got shape {r.shape}")
@@ -313,18 +322,116 @@ def zero_std_groups(rewards, G: int) -> np.ndarray:
     return r.max(axis=1) == r.min(axis=1)
 
 
-SEQUENCE_ADVANTAGES = ("group", "group_mean", "rloo", "reinforce")
+# ----------------------------------------------------------------------------------------------------------------
+# The registry: one name -> estimator table for the trainer, config validation, `toyrlhf algos` and the exact engine
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AdvantageSettings:
+    """The estimator hyperparameters a run sets (``RLConfig`` fields of the same meaning)."""
+
+    std: str = "population"
+    """'population' (ddof=0) or 'sample' (ddof=1) group std."""
+    eps: float = 1e-6
+    """epsilon in (r - mean) / (std + eps)."""
+    gamma: float = 1.0
+    """GAE discount."""
+    lam: float = 0.95
+    """GAE lambda."""
 
 
-def sequence_advantages(rewards, G: int, kind: str, *, std: str = "population", eps: float = 1e-6) -> np.ndarray:
-    """One advantage per sequence by name: 'group' (GRPO, DeepSeekMath §4.1.2: (r - mean)/(std + eps)),
-    'group_mean' (Dr. GRPO: r - mean), 'rloo' (Ahmadian et al. 2024: r - mean of the others), 'reinforce'
-    (Williams 1992 with the batch mean as baseline). Dispatches to the functions above."""
-    _check_choice("kind", kind, SEQUENCE_ADVANTAGES)
-    if kind == "group":
-        return group_advantages(rewards, G, scale="std", std=std, eps=eps)
-    if kind == "group_mean":
-        return group_advantages(rewards, G, scale="none")
-    if kind == "rloo":
-        return rloo_advantages(rewards, G)
+@dataclass
+class AdvantageInputs:
+    """What a rollout gives every estimator (B rows grouped consecutively in groups of G)."""
+
+    reward: np.ndarray
+    """(B,) the scalar reward (RM score or rule) of each completion."""
+    kl_penalty: np.ndarray
+    """(B, L) the per-token KL penalty -beta * k_t folded into the reward (zeros when the KL is elsewhere)."""
+    mask: np.ndarray
+    """(B, L) bool completion mask."""
+    G: int
+    """Group size."""
+    values: np.ndarray | None = None
+    """(B, L) the critic's V(s_t) (estimators with needs_critic)."""
+    step_rewards: np.ndarray | None = None
+    """(B, L) process rewards at step ends (estimators with needs_step_rewards)."""
+    step_end: np.ndarray | None = None
+    """(B, L) bool, True at the last token of each step."""
+
+    @property
+    def sequence_reward(self) -> np.ndarray:
+        """R_i = r_i - beta * sum_t k_t: the reward the sequence-level estimators see."""
+        return self.reward + self.kl_penalty.sum(axis=1)
+
+
+ADVANTAGE_ESTIMATORS = Registry("advantage", defaults=dict(
+    level="sequence",            # 'sequence': fn(rewards (B,), G, hp) -> (B,); 'token': fn(x, hp) -> (adv, returns)
+    scope="group",               # sequence level: A_i depends on its own group only ('group') or on the batch
+    min_group=2,                 # smallest G the estimator is defined for
+    needs_step_rewards=False,    # reads AdvantageInputs.step_rewards / step_end (process supervision)
+    expected=None,               # closed form E[A_i | y_i = y](r, mu_q, mu, G) for the exact engine, or None
+    label=None,                  # its row name in `toyrlhf check` (sequence level)
+    aggregation=None,            # the token aggregation its paper pairs it with (the check's row uses it)
+))
+"""Advantage estimators by the knob value ``advantage``."""
+
+
+@ADVANTAGE_ESTIMATORS.register(
+    "gae", paper="Schulman et al. 2016 (GAE) eq. 16; PPO, Schulman et al. 2017", needs_critic=True, level="token",
+    equation="A_t = sum_l (gamma lam)^l delta_{t+l},  delta_t = r_t + gamma V(s_{t+1}) - V(s_t)")
+def _gae_estimator(x: AdvantageInputs, hp: AdvantageSettings):
+    """InstructGPT's per-token reward: the KL penalty on every token, r_phi added at the last one; then GAE."""
+    token_rewards = x.kl_penalty.copy()
+    last = np.argmax(np.cumsum(x.mask, axis=1), axis=1)                 # index of each completion's last token
+    token_rewards[np.arange(len(last)), last] += x.reward               # r_phi arrives with the last token
+    return gae(token_rewards, x.values, x.mask, hp.gamma, hp.lam)
+
+
+@ADVANTAGE_ESTIMATORS.register(
+    "reinforce", paper="Williams 1992, with a batch-mean baseline", equation="A_i = R_i - mean_batch(R)",
+    scope="batch", min_group=1, label="REINFORCE (batch mean)", aggregation="seq-mean-token-sum",
+    expected=lambda r, mq, mu, G: r - (r + (G - 1) * mq + G * (mu.sum() - mq)) / (len(mu) * G))
+def _reinforce_estimator(rewards, G: int, hp: AdvantageSettings) -> np.ndarray:
     return reinforce_advantages(rewards)
+
+
+@ADVANTAGE_ESTIMATORS.register(
+    "rloo", paper="Ahmadian et al. 2024 (Back to Basics)", equation="A_i = R_i - mean_{j != i} R_j",
+    label="RLOO", aggregation="seq-mean-token-sum", expected=lambda r, mq, mu, G: r - mq)
+def _rloo_estimator(rewards, G: int, hp: AdvantageSettings) -> np.ndarray:
+    return rloo_advantages(rewards, G)
+
+
+@ADVANTAGE_ESTIMATORS.register(
+    "group_mean", paper="Liu et al. 2025 (Dr. GRPO) §3.2", equation="A_i = r_i - mean(r_group)",
+    label="Dr. GRPO (group mean, sum/L_max)", aggregation="seq-mean-token-sum-norm",
+    expected=lambda r, mq, mu, G: (G - 1) / G * (r - mq))
+def _group_mean_estimator(rewards, G: int, hp: AdvantageSettings) -> np.ndarray:
+    return group_advantages(rewards, G, scale="none")
+
+
+@ADVANTAGE_ESTIMATORS.register(
+    "group", paper="Shao et al. 2024 (DeepSeekMath) §4.1.2, eq. 3",
+    equation="A_i = (r_i - mean(r_group)) / (std(r_group) + eps)",
+    label="GRPO (std, 1/|o|)", aggregation="seq-mean-token-mean")
+def _group_estimator(rewards, G: int, hp: AdvantageSettings) -> np.ndarray:
+    return group_advantages(rewards, G, scale="std", std=hp.std, eps=hp.eps)
+
+
+@ADVANTAGE_ESTIMATORS.register(
+    "process", paper="Shao et al. 2024 (DeepSeekMath) §4.1.3", level="token", needs_step_rewards=True,
+    equation="A_{i,t} = sum_{index(j) >= t} (r_i^index(j) - mean(R)) / std(R)")
+def _process_estimator(x: AdvantageInputs, hp: AdvantageSettings):
+    return process_advantages(x.step_rewards, x.step_end, x.G, scale="std", std=hp.std, eps=hp.eps), None
+
+
+def compute_advantages(name: str, x: AdvantageInputs, hp: AdvantageSettings):
+    """Token advantages (B, L) and the value targets (critic estimators; else None) of the estimator `name`.
+
+    Sequence-level estimators get R_i = r_i - beta * sum_t k_t and their advantage is put on every completion token
+    (Shao et al. 2024 §4.1.2); token-level ones (GAE, process supervision) read the per-token quantities."""
+    est = ADVANTAGE_ESTIMATORS.lookup(name)
+    if est.level == "sequence":
+        return broadcast_to_tokens(est.fn(x.sequence_reward, x.G, hp), x.mask), None
+    return est.fn(x, hp)

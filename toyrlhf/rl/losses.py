@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..registry import Registry
+
 __all__ = [
     "AGGREGATIONS",
+    "SURROGATES",
+    "KL_PLACEMENTS",
     "aggregate",
     "kl_k1",
     "kl_k2",
@@ -33,8 +37,10 @@ __all__ = [
     "soft_overlong_penalty",
 ]
 
-AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm", "seq-mean-token-sum")
-RATIO_LEVELS = ("token", "sequence")
+KL_PLACEMENTS = ("reward", "loss", "none")
+"""Where the KL to the reference goes (the knob ``kl``): 'reward' (a per-token penalty folded into the reward,
+``kl_penalty_rewards``; Ziegler et al. 2019, InstructGPT), 'loss' (a term beta * KL in the loss, ``kl_loss``;
+DeepSeekMath eq. 3), or 'none'."""
 
 
 def _f64(x) -> np.ndarray:
@@ -62,6 +68,52 @@ def _n_seqs(mask: np.ndarray, n_seqs) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 # Aggregation
 # ----------------------------------------------------------------------------------------------------------------
+
+AGGREGATIONS = Registry("aggregation", defaults=dict(
+    sequence_scale=None,   # h(lengths, max_tokens) (N,): the per-sequence token weight times N, for the exact engine;
+                           # None where the weight is no function of one sequence (token-mean)
+))
+"""Token aggregation modes by the knob ``aggregation``: fn(mask, lengths, *, n_seqs, n_tokens, max_tokens) -> the
+weight (B,) each token of a row gets (see ``aggregate``)."""
+
+
+def _inv(n: float) -> float:
+    return 1.0 / n if n > 0 else 0.0
+
+
+@AGGREGATIONS.register("seq-mean-token-mean", paper="Shao et al. 2024 (DeepSeekMath) eq. 3",
+                       equation="(1/N) sum_i (1/|o_i|) sum_t l_{i,t}",
+                       sequence_scale=lambda lengths, max_tokens: 1.0 / lengths)
+def _seq_mean_token_mean(mask, lengths, *, n_seqs=None, n_tokens=None, max_tokens=None):
+    return np.where(lengths > 0, _inv(_n_seqs(mask, n_seqs)) / np.maximum(lengths, 1.0), 0.0)
+
+
+@AGGREGATIONS.register("token-mean", paper="Yu et al. 2025 (DAPO) eq. 8, §3.3",
+                       equation="(1 / sum_i |o_i|) sum_i sum_t l_{i,t}")
+def _token_mean(mask, lengths, *, n_seqs=None, n_tokens=None, max_tokens=None):
+    n = float(mask.sum()) if n_tokens is None else float(n_tokens)
+    if n_tokens is not None and n_tokens <= 0:
+        raise ValueError(f"n_tokens must be positive, got {n_tokens}")
+    return np.full(mask.shape[0], _inv(n))
+
+
+@AGGREGATIONS.register("seq-mean-token-sum-norm", paper="Liu et al. 2025 (Dr. GRPO) §3",
+                       equation="(1 / (N * max_tokens)) sum_i sum_t l_{i,t}",
+                       sequence_scale=lambda lengths, max_tokens: np.full(len(lengths), 1.0 / float(max_tokens)))
+def _seq_mean_token_sum_norm(mask, lengths, *, n_seqs=None, n_tokens=None, max_tokens=None):
+    inv_n = _inv(_n_seqs(mask, n_seqs))
+    if max_tokens is None or max_tokens <= 0:
+        raise ValueError("aggregation 'seq-mean-token-sum-norm' needs a positive max_tokens "
+                         "(the constant generation budget, e.g. max_new_tokens)")
+    return np.full(mask.shape[0], inv_n / float(max_tokens))
+
+
+@AGGREGATIONS.register("seq-mean-token-sum", paper="Liu et al. 2025 eq. 2 (PPO as written); REINFORCE",
+                       equation="(1/N) sum_i sum_t l_{i,t}",
+                       sequence_scale=lambda lengths, max_tokens: np.ones(len(lengths)))
+def _seq_mean_token_sum(mask, lengths, *, n_seqs=None, n_tokens=None, max_tokens=None):
+    return np.full(mask.shape[0], _inv(_n_seqs(mask, n_seqs)))
+
 
 def aggregate(per_token, mask, mode: str, *, n_seqs=None, n_tokens=None, max_tokens=None):
     r"""Reduce a per-token quantity l_{i,t} to a scalar, returning the scalar and its weights d scalar / d l_{i,t}.
@@ -98,26 +150,9 @@ def aggregate(per_token, mask, mode: str, *, n_seqs=None, n_tokens=None, max_tok
     """
     x = _f64(per_token)
     mask = _check_shapes(mask, x)
-    if mode not in AGGREGATIONS:
-        raise ValueError(f"aggregation {mode!r}; expected one of {AGGREGATIONS}")
+    row_weights = AGGREGATIONS.lookup(mode).fn
     lengths = mask.sum(axis=1).astype(np.float64)
-    if mode == "token-mean":
-        n = float(mask.sum()) if n_tokens is None else float(n_tokens)
-        if n_tokens is not None and n_tokens <= 0:
-            raise ValueError(f"n_tokens must be positive, got {n_tokens}")
-        row_w = np.full(mask.shape[0], 1.0 / n if n > 0 else 0.0)
-    else:
-        n = _n_seqs(mask, n_seqs)
-        inv_n = 1.0 / n if n > 0 else 0.0
-        if mode == "seq-mean-token-mean":
-            row_w = np.where(lengths > 0, inv_n / np.maximum(lengths, 1.0), 0.0)
-        elif mode == "seq-mean-token-sum-norm":
-            if max_tokens is None or max_tokens <= 0:
-                raise ValueError("aggregation 'seq-mean-token-sum-norm' needs a positive max_tokens "
-                                 "(the constant generation budget, e.g. max_new_tokens)")
-            row_w = np.full(mask.shape[0], inv_n / float(max_tokens))
-        else:  # seq-mean-token-sum
-            row_w = np.full(mask.shape[0], inv_n)
+    row_w = row_weights(mask, lengths, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
     weights = np.where(mask, row_w[:, None], 0.0)
     value = float(np.sum(np.where(mask, x, 0.0) * weights))
     return value, weights
@@ -127,6 +162,11 @@ def aggregate(per_token, mask, mode: str, *, n_seqs=None, n_tokens=None, max_tok
 # KL estimators (per token)
 # ----------------------------------------------------------------------------------------------------------------
 
+KL_ESTIMATORS = Registry("KL estimator")
+"""KL estimators by the knob ``kl_estimator``: fn(logp, ref_logp) -> (k, dk/dlogp), elementwise."""
+
+
+@KL_ESTIMATORS.register("k1", paper="Schulman 2020, Approximating KL Divergence", equation="k1 = log(pi/pi_ref)")
 def kl_k1(logp, ref_logp):
     r"""k1 estimator of KL(pi_theta || pi_ref) per token, and its derivative in logp.
 
@@ -145,6 +185,8 @@ def kl_k1(logp, ref_logp):
     return logp - ref_logp, np.ones(np.broadcast(logp, ref_logp).shape)
 
 
+@KL_ESTIMATORS.register("k2", paper="Schulman 2020, Approximating KL Divergence",
+                        equation="k2 = (1/2) log(pi/pi_ref)^2")
 def kl_k2(logp, ref_logp):
     r"""k2 estimator of KL(pi_theta || pi_ref) per token, and its derivative in logp.
 
@@ -162,6 +204,8 @@ def kl_k2(logp, ref_logp):
     return 0.5 * d * d, d
 
 
+@KL_ESTIMATORS.register("k3", paper="Schulman 2020; Shao et al. 2024 (DeepSeekMath) eq. 4",
+                        equation="k3 = pi_ref/pi - log(pi_ref/pi) - 1")
 def kl_k3(logp, ref_logp):
     r"""k3 estimator of KL(pi_theta || pi_ref) per token, and its derivative in logp.
 
@@ -182,14 +226,8 @@ def kl_k3(logp, ref_logp):
     return ex - x - 1.0, 1.0 - ex
 
 
-KL_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
-
-
 def _estimator(name):
-    try:
-        return KL_ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(f"KL estimator {name!r}; expected one of {tuple(KL_ESTIMATORS)}") from None
+    return KL_ESTIMATORS.lookup(name).fn
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,34 +293,51 @@ def policy_loss(logp, old_logp, advantages, mask, *, eps_low: float = 0.2, eps_h
     """
     logp, old_logp, adv = _f64(logp), _f64(old_logp), _f64(advantages)
     mask = _check_shapes(mask, logp, old_logp, adv)
-    if ratio not in RATIO_LEVELS:
-        raise ValueError(f"ratio {ratio!r}; expected one of {RATIO_LEVELS}")
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
+    surrogate = SURROGATES.lookup(ratio).fn
+    AGGREGATIONS.lookup(aggregation)
     log_ratio = np.where(mask, logp - old_logp, 0.0)
+    n_tok = int(mask.sum())
+    lr_used = log_ratio if log_ratio_clip is None else np.clip(log_ratio, -log_ratio_clip, log_ratio_clip)
+    tok_ratio, _ = _safe_ratio(log_ratio, log_ratio_clip)
+    approx_kl = float(np.sum(np.where(mask, (tok_ratio - 1.0) - lr_used, 0.0)) / n_tok) if n_tok else 0.0
+    loss, grad, stats = surrogate(log_ratio, adv, mask, eps_low=eps_low, eps_high=eps_high, aggregation=aggregation,
+                                  n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens,
+                                  log_ratio_clip=log_ratio_clip)
+    return loss, grad, {"clip_fraction": stats["clip_fraction"], "approx_kl": approx_kl, **stats}
+
+
+SURROGATES = Registry("ratio")
+"""Policy surrogates by the knob ``ratio``: fn(log_ratio, adv, mask, *, eps_low, eps_high, aggregation, n_seqs,
+n_tokens, max_tokens, log_ratio_clip) -> (loss, d loss / d logp, stats with clip_fraction, ratio_mean, ratio_max)."""
+
+
+@SURROGATES.register("token", paper="Schulman et al. 2017 (PPO) eq. 7; Shao et al. 2024 (GRPO) eq. 3",
+                     equation="-min(rho_t A_t, clip(rho_t, 1 - eps_low, 1 + eps_high) A_t),  rho_t = pi/pi_old")
+def clipped_token_surrogate(log_ratio, adv, mask, *, eps_low, eps_high, aggregation, n_seqs=None, n_tokens=None,
+                            max_tokens=None, log_ratio_clip=20.0):
+    """PPO's clipped surrogate on per-token ratios, aggregated over tokens (see ``policy_loss``)."""
     tok_ratio, dtok_ratio = _safe_ratio(log_ratio, log_ratio_clip)
     n_tok = int(mask.sum())
-    if log_ratio_clip is None:
-        lr_used = log_ratio
-    else:
-        lr_used = np.clip(log_ratio, -log_ratio_clip, log_ratio_clip)
-    approx_kl = float(np.sum(np.where(mask, (tok_ratio - 1.0) - lr_used, 0.0)) / n_tok) if n_tok else 0.0
+    a = np.where(mask, adv, 0.0)
+    obj, use_unclipped = _clipped_surrogate(tok_ratio, a, eps_low, eps_high)
+    loss, weights = aggregate(-obj, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
+    grad = weights * np.where(use_unclipped, -a * dtok_ratio, 0.0)
+    clipped = mask & ~use_unclipped
+    stats = {
+        "clip_fraction": float(clipped.sum() / n_tok) if n_tok else 0.0,
+        "ratio_mean": float(tok_ratio[mask].mean()) if n_tok else 1.0,
+        "ratio_max": float(tok_ratio[mask].max()) if n_tok else 1.0,
+    }
+    return loss, grad, stats
 
-    if ratio == "token":
-        a = np.where(mask, adv, 0.0)
-        obj, use_unclipped = _clipped_surrogate(tok_ratio, a, eps_low, eps_high)
-        loss, weights = aggregate(-obj, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
-        grad = weights * np.where(use_unclipped, -a * dtok_ratio, 0.0)
-        clipped = mask & ~use_unclipped
-        stats = {
-            "clip_fraction": float(clipped.sum() / n_tok) if n_tok else 0.0,
-            "approx_kl": approx_kl,
-            "ratio_mean": float(tok_ratio[mask].mean()) if n_tok else 1.0,
-            "ratio_max": float(tok_ratio[mask].max()) if n_tok else 1.0,
-        }
-        return loss, grad, stats
 
-    # sequence-level ratio (GSPO)
+@SURROGATES.register("sequence", paper="Zheng et al. 2025 (GSPO) eqs. 5-7",
+                     equation="-(1/N) sum_i min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i),  "
+                              "s_i = (pi(y_i)/pi_old(y_i))^(1/|y_i|)")
+def gspo_sequence_surrogate(log_ratio, adv, mask, *, eps_low, eps_high, aggregation=None, n_seqs=None,
+                            n_tokens=None, max_tokens=None, log_ratio_clip=20.0):
+    """GSPO's clipped surrogate on the length-normalised sequence ratio, a mean over sequences (see
+    ``policy_loss``; ``aggregation``, ``n_tokens`` and ``max_tokens`` are not used)."""
     lengths = mask.sum(axis=1).astype(np.float64)
     valid = lengths > 0
     seq_log_ratio = log_ratio.sum(axis=1) / np.maximum(lengths, 1.0)
@@ -290,15 +345,13 @@ def policy_loss(logp, old_logp, advantages, mask, *, eps_low: float = 0.2, eps_h
     first = np.argmax(mask, axis=1)
     a_seq = np.where(valid, adv[np.arange(adv.shape[0]), first], 0.0)
     obj, use_unclipped = _clipped_surrogate(s, a_seq, eps_low, eps_high)
-    n = _n_seqs(mask, n_seqs)
-    inv_n = 1.0 / n if n > 0 else 0.0
+    inv_n = _inv(_n_seqs(mask, n_seqs))
     loss = float(-np.sum(np.where(valid, obj, 0.0)) * inv_n)
     row_grad = np.where(valid & use_unclipped, -a_seq * ds * inv_n / np.maximum(lengths, 1.0), 0.0)
     grad = np.where(mask, row_grad[:, None], 0.0)
     n_valid = int(valid.sum())
     stats = {
         "clip_fraction": float((valid & ~use_unclipped).sum() / n_valid) if n_valid else 0.0,
-        "approx_kl": approx_kl,
         "ratio_mean": float(s[valid].mean()) if n_valid else 1.0,
         "ratio_max": float(s[valid].max()) if n_valid else 1.0,
     }

@@ -46,6 +46,11 @@ class Rollout:
         return self.tokens.shape[0] // self.group_size
 
 
+REWARD_SOURCES = ("auto", "rm", "gold")
+"""The knob ``reward``: 'rm' (the learned reward model), 'gold' (the task's rule / gold reward), 'auto' (rm for
+preference tasks, the rule for verifiable ones)."""
+
+
 class RewardFn:
     """The reward the policy is trained on: a learned RM's normalised score, or a weighted sum of rule rewards
     (DeepSeek-R1 §2.2.2: accuracy + format), plus DAPO's soft overlong punishment when enabled."""

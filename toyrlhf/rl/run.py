@@ -8,11 +8,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import to_dict
+from ..config import RLConfig
 from ..errors import UserError
-from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, read_json,  # noqa: F401
-                    read_metrics, remove_stale_temp_files, signal_name, write_json)
-from .algorithms import RLConfig
+from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, from_json_array,  # noqa: F401
+                    load_npz, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
+from ..settings import to_dict
 from .trainer import Trainer, build_models, config_from_run
 
 # Interrupted, NumericalError and deferred_signals live in toyrlhf.runs (the supervised stages use them too);
@@ -119,19 +119,16 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
 def precheck_checkpoint(path: Path, cfg: RLConfig) -> None:
     """Cheap checks of an RL checkpoint against the run's configuration (kind, model shape, critic), so that a
     wrong file is a one-line UserError before the upstream models are built. `Trainer.load_state` checks the rest."""
-    from ..runs import from_json_array as _from_json, load_npz
-    from ..stages import model_config_for
-    from ..tasks import get_task
     z = load_npz(path, required=("step", "policy", "reference", "model_config", "rng", "opt_m", "opt_v", "opt_t",
                                  "kl_ctl"))
     if "kind" in z and str(z["kind"]) != "rl":
         raise UserError(f"{path}: holds a {z['kind']} model, not an RL run's checkpoint")
     try:
-        shape = _from_json(z["model_config"])
+        shape = from_json_array(z["model_config"])
     except ValueError:
         raise UserError(f"{path}: corrupt checkpoint (model_config is not JSON)") from None
     try:
-        expected = model_config_for(get_task(cfg.task), cfg.pretrain).to_dict()
+        expected = cfg.pretrain.model_config().to_dict()
     except ValueError as e:
         raise UserError(f"{path}: {str(e).splitlines()[0]}") from None
     if shape != expected:

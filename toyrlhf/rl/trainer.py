@@ -1,14 +1,15 @@
 """One loop for every algorithm (Spinning Up style: key equations live in losses.py / advantages.py).
 
-Pseudocode of a step:
-    1. rollout: q ~ P(Q), {o_i}_{i=1..G} ~ pi_old(.|q); log pi_old, log pi_ref per token; reward r_i; gold r*_i
-       (dynamic sampling: drop groups whose rewards are all equal, sample more, DAPO)
-    2. rewards -> advantages:   gae (critic, per-token reward r_phi - beta*k1)  |  group / group_mean / rloo /
-       reinforce on the sequence reward (minus beta*sum_t k1 when kl == 'reward')  |  process (step rewards)
-    3. for epoch in 1..E, for each minibatch of prompt groups:
-           L = policy_loss(ratio, A)  [+ beta * KL_loss]  [- c_H * entropy]  ->  dL/dlogp  ->  backward  ->  Adam
-           critic: L_V = value_loss(V, V_old, returns)  ->  backward  ->  Adam
-    4. adaptive beta (Ziegler et al. 2019), reference reset every N steps (DeepSeek-R1), metrics, checkpoint
+Pseudocode of a step (each line is one method of ``Trainer``):
+    1. collect:        q ~ P(Q), {o_i}_{i=1..G} ~ pi_old(.|q); log pi_old, log pi_ref per token; reward r_i; gold
+                       r*_i (dynamic sampling: drop groups whose rewards are all equal, sample more; DAPO)
+    2. advantages:     the registered estimator ``advantage`` (``advantages.ADVANTAGE_ESTIMATORS``) on the reward,
+                       minus beta * k per token when kl == 'reward'
+    3. policy_update:  for epoch in 1..E, for each minibatch of prompt groups:
+                           L = surrogate(ratio, A) [+ beta * KL_loss] [- c_H * entropy] -> dL/dlogp -> backward -> Adam
+    4. critic_update:  the same minibatches: L_V = value_loss(V, V_old, returns) -> backward -> Adam (critic methods)
+    5. end_of_step:    adaptive beta (Ziegler et al. 2019), reference reset every N steps (DeepSeek-R1)
+    6. metrics:        read off the raw rollout and the updates' statistics; the caller logs and checkpoints
 """
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ from typing import Callable
 import numpy as np
 
 from .. import stages
-from ..config import from_dict, to_dict
+from ..config import RLConfig, parse_weights
 from ..errors import UserError
 from ..model import TinyLM
 from ..optim import Adam, clip_grad_norm
-from ..runs import NumericalError, from_json_array, json_array, load_npz, save_npz
+from ..runs import NumericalError, from_json_array, json_array, load_npz, read_json, save_npz
+from ..settings import from_dict, to_dict
 from ..tasks import get_task
 from . import advantages as adv_mod
 from . import losses
-from .algorithms import RLConfig, parse_weights
 from .rollout import RewardFn, Rollout, rollout
 
 
@@ -79,6 +80,16 @@ def init_critic(sft_model: TinyLM, rm) -> TinyLM:
     return critic
 
 
+@dataclass
+class Targets:
+    """What the updates fit: token advantages, the critic's targets and old values, the loss mask (B, L)."""
+
+    adv: np.ndarray
+    returns: np.ndarray | None
+    old_values: np.ndarray | None
+    loss_mask: np.ndarray
+
+
 class Trainer:
     """Holds the models, optimizers, KL controller and RNG of one run; `step()` does one RL step."""
 
@@ -124,102 +135,133 @@ class Trainer:
         return merged.select_groups(np.arange(min(have, cfg.prompts_per_step))), ro
 
     # ------------------------------------------------------------------ advantages
-    def advantages(self, ro: Rollout):
-        """Token advantages (B, L), returns and old values (critic methods), and the KL-shaped sequence reward."""
-        cfg, G = self.cfg, ro.group_size
-        beta = self.kl_ctl.beta
-        shaped = np.zeros_like(ro.old_logp)
-        if cfg.kl == "reward" and beta > 0:
-            shaped = losses.kl_penalty_rewards(ro.old_logp, ro.ref_logp, ro.mask, beta, cfg.kl_estimator)
-        seq_reward = ro.reward + shaped.sum(axis=1)                    # R_i = r_i - beta * sum_t k(.)
-        returns = old_values = None
-        if cfg.advantage == "gae":
-            token_rewards = shaped.copy()
-            last = np.argmax(np.cumsum(ro.mask, axis=1), axis=1)       # index of each completion's last token
-            token_rewards[np.arange(len(last)), last] += ro.reward     # r_phi arrives with the last token
-            old_values, _ = self.models.critic.value_forward(ro.tokens, ro.mask)
-            adv, returns = adv_mod.gae(token_rewards, old_values, ro.mask, cfg.gamma, cfg.lam)
-        elif cfg.advantage == "process":
-            steps = self.task.step_rewards(*_split(ro, self.task))
-            if steps is None:
-                raise UserError(f"task {self.task.name!r} gives no step rewards; advantage=process needs them")
-            step_r, step_end = steps
-            P = self.task.prompt_len
-            full_r, full_end = np.zeros_like(ro.old_logp), np.zeros(ro.mask.shape, bool)
-            full_r[:, P:], full_end[:, P:] = step_r, step_end & ro.mask[:, P:]
-            adv = adv_mod.process_advantages(full_r, full_end, G, scale="std", std=cfg.std, eps=cfg.adv_eps)
-        else:
-            a = adv_mod.sequence_advantages(seq_reward, G, cfg.advantage, std=cfg.std, eps=cfg.adv_eps)
-            adv = adv_mod.broadcast_to_tokens(a, ro.mask)
+    def advantages(self, ro: Rollout, beta: float) -> "Targets":
+        """Token advantages of the registered estimator, the critic's targets, and the loss mask."""
+        cfg = self.cfg
+        est = adv_mod.ADVANTAGE_ESTIMATORS.lookup(cfg.advantage)
+        penalty = np.zeros_like(ro.old_logp)
+        if cfg.kl == "reward" and beta > 0:                               # r_t = -beta * k(.) per token
+            penalty = losses.kl_penalty_rewards(ro.old_logp, ro.ref_logp, ro.mask, beta, cfg.kl_estimator)
+        x = adv_mod.AdvantageInputs(ro.reward, penalty, ro.mask, ro.group_size)
+        if est.needs_critic:
+            x.values, _ = self.models.critic.value_forward(ro.tokens, ro.mask)
+        if est.needs_step_rewards:
+            x.step_rewards, x.step_end = self._step_rewards(ro)
+        adv, returns = adv_mod.compute_advantages(cfg.advantage, x, cfg.advantage_settings)
         if cfg.whiten:
             adv = adv_mod.batch_normalize(adv, ro.mask)
-        return adv, returns, old_values, seq_reward
-
-    # ------------------------------------------------------------------ one step
-    def step(self) -> dict:
-        cfg, m = self.cfg, self.models
-        t0 = time.perf_counter()
-        ro, raw = self.collect()
-        n_zero = int(adv_mod.zero_std_groups(raw.reward, cfg.group_size).sum())
-        adv, returns, old_values, seq_reward = self.advantages(ro)
         loss_mask = ro.mask & ~ro.truncated[:, None] if cfg.mask_truncated else ro.mask
-        T = self.task.max_new_tokens
-        beta = self.kl_ctl.beta
+        return Targets(adv, returns, x.values, loss_mask)
+
+    def _step_rewards(self, ro: Rollout) -> tuple[np.ndarray, np.ndarray]:
+        """The task's process rewards on the rollout's (B, L) grid (step ends inside the completion only)."""
+        steps = self.task.step_rewards(*_split(ro, self.task))
+        if steps is None:
+            raise UserError(f"task {self.task.name!r} gives no step rewards; advantage={self.cfg.advantage} needs them")
+        step_r, step_end = steps
+        P = self.task.prompt_len
+        full_r, full_end = np.zeros_like(ro.old_logp), np.zeros(ro.mask.shape, bool)
+        full_r[:, P:], full_end[:, P:] = step_r, step_end & ro.mask[:, P:]
+        return full_r, full_end
+
+    # ------------------------------------------------------------------ updates
+    def minibatches(self, ro: Rollout) -> list[np.ndarray]:
+        """Rows of each minibatch, epoch after epoch: a fresh permutation of the prompt groups per epoch."""
         G = ro.group_size
-        stats = {"clip_fraction": [], "approx_kl": [], "grad_norm": [], "loss": [], "value_loss": [],
-                 "value_clip_fraction": []}
-        first = True
-        for _ in range(cfg.epochs):
+        out = []
+        for _ in range(self.cfg.epochs):
             order = self.rng.permutation(ro.n_groups)
-            for groups in np.array_split(order, cfg.minibatches):
-                rows = (groups[:, None] * G + np.arange(G)[None, :]).ravel()
-                tok, lmask = ro.tokens[rows], loss_mask[rows]
-                if not lmask.any():
-                    continue
-                logp, ent, cache = m.policy.logp_forward(tok, ro.mask[rows], cfg.temperature)
-                # pi_theta == pi_old before the first update of a rollout: use the same numbers so the ratio is
-                # exactly 1 (not 1 up to the round-off of a differently shaped matrix product).
-                old = logp.copy() if first else ro.old_logp[rows]
-                first = False
-                agg = dict(aggregation=cfg.aggregation, max_tokens=T)
-                loss, dlogp, st = losses.policy_loss(logp, old, adv[rows], lmask, eps_low=cfg.eps_low,
-                                                     eps_high=cfg.eps_high, ratio=cfg.ratio, **agg)
-                if cfg.kl == "loss" and beta > 0:
-                    kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg)
-                    loss += beta * kl_val
-                    dlogp = dlogp + beta * dkl
-                dent = None
-                if cfg.entropy_coef > 0:
-                    ent_val, w = losses.aggregate(ent, lmask, cfg.aggregation, max_tokens=T)
-                    loss -= cfg.entropy_coef * ent_val
-                    dent = -cfg.entropy_coef * w
-                grad = m.policy.logp_backward(dlogp, cache, dent)
-                grad, gnorm = clip_grad_norm(grad, cfg.max_grad_norm)
-                _check_finite(self.step_count + 1, loss=loss, gradient=gnorm)
-                self.opt.step(m.policy.flat, grad)
-                _check_finite(self.step_count + 1, parameters=m.policy.flat)
-                stats["loss"].append(loss)
-                stats["grad_norm"].append(gnorm)
-                stats["clip_fraction"].append(st["clip_fraction"])
-                stats["approx_kl"].append(st["approx_kl"])
-                if m.critic is not None:
-                    values, vcache = m.critic.value_forward(tok, ro.mask[rows])
-                    vloss, dv, vst = losses.value_loss(values, old_values[rows], returns[rows], lmask,
-                                                       clip=cfg.value_clip)
-                    vgrad, _ = clip_grad_norm(m.critic.value_backward(dv, vcache), cfg.max_grad_norm)
-                    _check_finite(self.step_count + 1, value_loss=vloss, value_gradient=vgrad)
-                    self.critic_opt.step(m.critic.flat, vgrad)
-                    _check_finite(self.step_count + 1, value_model_parameters=m.critic.flat)
-                    stats["value_loss"].append(vloss)
-                    stats["value_clip_fraction"].append(vst.get("value_clip_fraction", 0.0))
+            for groups in np.array_split(order, self.cfg.minibatches):
+                out.append((groups[:, None] * G + np.arange(G)[None, :]).ravel())
+        return out
+
+    def policy_update(self, ro: Rollout, tg: "Targets", schedule: list[np.ndarray], beta: float) -> dict:
+        """Minimise surrogate [+ beta * KL] [- c_H * entropy] on each minibatch with Adam; per-minibatch stats."""
+        cfg, policy = self.cfg, self.models.policy
+        agg = dict(aggregation=cfg.aggregation, max_tokens=self.task.max_new_tokens)
+        stats = {"clip_fraction": [], "approx_kl": [], "grad_norm": [], "loss": []}
+        first = True
+        for rows in schedule:
+            tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
+            if not lmask.any():
+                continue
+            logp, ent, cache = policy.logp_forward(tok, ro.mask[rows], cfg.temperature)
+            # pi_theta == pi_old before the first update of a rollout: use the same numbers so the ratio is
+            # exactly 1 (not 1 up to the round-off of a differently shaped matrix product).
+            old = logp.copy() if first else ro.old_logp[rows]
+            first = False
+            loss, dlogp, st = losses.policy_loss(logp, old, tg.adv[rows], lmask, eps_low=cfg.eps_low,
+                                                 eps_high=cfg.eps_high, ratio=cfg.ratio, **agg)
+            if cfg.kl == "loss" and beta > 0:
+                kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg)
+                loss += beta * kl_val
+                dlogp = dlogp + beta * dkl
+            dent = None
+            if cfg.entropy_coef > 0:
+                ent_val, w = losses.aggregate(ent, lmask, cfg.aggregation, max_tokens=self.task.max_new_tokens)
+                loss -= cfg.entropy_coef * ent_val
+                dent = -cfg.entropy_coef * w
+            grad, gnorm = clip_grad_norm(policy.logp_backward(dlogp, cache, dent), cfg.max_grad_norm)
+            _check_finite(self.step_count + 1, loss=loss, gradient=gnorm)
+            self.opt.step(policy.flat, grad)
+            _check_finite(self.step_count + 1, parameters=policy.flat)
+            for k, v in (("loss", loss), ("grad_norm", gnorm), ("clip_fraction", st["clip_fraction"]),
+                         ("approx_kl", st["approx_kl"])):
+                stats[k].append(v)
+        return stats
+
+    def critic_update(self, ro: Rollout, tg: "Targets", schedule: list[np.ndarray]) -> dict:
+        """The clipped value loss on the policy's minibatches, with the critic's own Adam."""
+        cfg, critic = self.cfg, self.models.critic
+        stats = {"value_loss": [], "value_clip_fraction": []}
+        for rows in schedule:
+            tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
+            if not lmask.any():
+                continue
+            values, vcache = critic.value_forward(tok, ro.mask[rows])
+            vloss, dv, vst = losses.value_loss(values, tg.old_values[rows], tg.returns[rows], lmask,
+                                               clip=cfg.value_clip)
+            vgrad, _ = clip_grad_norm(critic.value_backward(dv, vcache), cfg.max_grad_norm)
+            _check_finite(self.step_count + 1, value_loss=vloss, value_gradient=vgrad)
+            self.critic_opt.step(critic.flat, vgrad)
+            _check_finite(self.step_count + 1, value_model_parameters=critic.flat)
+            stats["value_loss"].append(vloss)
+            stats["value_clip_fraction"].append(vst.get("value_clip_fraction", 0.0))
+        return stats
+
+    def end_of_step(self, ro: Rollout, raw: Rollout) -> float:
+        """Count the step, steer beta toward the KL target, reset the reference if due; returns the KL sample."""
+        cfg = self.cfg
         self.step_count += 1
-        kl_seq = ((raw.old_logp - raw.ref_logp) * raw.mask).sum(axis=1)   # sum_t k1: the sequence-level KL sample
-        kl_mean = float(kl_seq.mean())
+        kl_mean = float(((raw.old_logp - raw.ref_logp) * raw.mask).sum(axis=1).mean())   # sum_t k1 per sequence
         if cfg.kl != "none":
             self.kl_ctl.update(kl_mean, ro.tokens.shape[0])
         if cfg.ref_reset_every and self.step_count % cfg.ref_reset_every == 0:
-            m.reference.set_flat(m.policy.flat)                           # DeepSeek-R1 / iterative GRPO
-        metrics = {
+            self.models.reference.set_flat(self.models.policy.flat)       # DeepSeek-R1 / iterative GRPO
+        return kl_mean
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> dict:
+        """One RL step: the module docstring's pseudocode, line by line."""
+        t0 = time.perf_counter()
+        beta = self.kl_ctl.beta                                           # this step's beta, before the controller
+        ro, raw = self.collect()
+        tg = self.advantages(ro, beta)
+        schedule = self.minibatches(ro)
+        pstats = self.policy_update(ro, tg, schedule, beta)
+        vstats = self.critic_update(ro, tg, schedule) if self.models.critic is not None else None
+        kl_mean = self.end_of_step(ro, raw)
+        metrics = self.metrics(raw, ro, tg, pstats, vstats, kl_mean, beta)
+        metrics["time_s"] = time.perf_counter() - t0
+        return metrics
+
+    def metrics(self, raw: Rollout, ro: Rollout, tg: "Targets", pstats: dict, vstats: dict | None,
+                kl_mean: float, beta: float) -> dict:
+        """The step's metrics.jsonl record (without time_s), read off the raw rollout: with dynamic sampling the
+        kept groups are a biased selection."""
+        cfg = self.cfg
+        n_zero = int(adv_mod.zero_std_groups(raw.reward, cfg.group_size).sum())
+        out = {
             "step": self.step_count,
             "reward": float(raw.reward.mean()),
             "gold_reward": float(raw.gold_reward.mean()),
@@ -227,24 +269,20 @@ class Trainer:
             "entropy": float(raw.entropy[raw.mask].mean()),
             "response_length": float(raw.lengths.mean()),
             "truncated_fraction": float(raw.truncated.mean()),
-            "clip_fraction": _mean(stats["clip_fraction"]),
-            "approx_kl": _mean(stats["approx_kl"]),
-            "grad_norm": _mean(stats["grad_norm"]),
-            "loss": _mean(stats["loss"]),
+            **{k: _mean(pstats[k]) for k in ("clip_fraction", "approx_kl", "grad_norm", "loss")},
             "beta": float(beta),
             "frac_zero_std_groups": n_zero / cfg.prompts_per_step,
         }
         if raw.correct is not None:
-            metrics["accuracy"] = float(raw.correct.mean())
-            metrics["response_length_correct"] = _mean(raw.lengths[raw.correct])
-            metrics["response_length_incorrect"] = _mean(raw.lengths[~raw.correct])
-        if m.critic is not None:
-            metrics["value_loss"] = _mean(stats["value_loss"])
-            metrics["explained_variance"] = float(losses.explained_variance(old_values, returns, ro.mask))
+            out["accuracy"] = float(raw.correct.mean())
+            out["response_length_correct"] = _mean(raw.lengths[raw.correct])
+            out["response_length_incorrect"] = _mean(raw.lengths[~raw.correct])
+        if vstats is not None:
+            out["value_loss"] = _mean(vstats["value_loss"])
+            out["explained_variance"] = float(losses.explained_variance(tg.old_values, tg.returns, ro.mask))
         if self.exact_fn is not None and cfg.exact_every and self.step_count % cfg.exact_every == 0:
-            metrics.update(self.exact_fn(self))
-        metrics["time_s"] = time.perf_counter() - t0
-        return metrics
+            out.update(self.exact_fn(self))
+        return out
 
     # ------------------------------------------------------------------ checkpoints
     def state_arrays(self) -> dict:
@@ -329,6 +367,5 @@ def _check_finite(step: int, **quantities) -> None:
 
 
 def config_from_run(run_dir) -> RLConfig:
-    from ..runs import read_json
     data = read_json(Path(run_dir) / "config.json")
     return from_dict(RLConfig, data)

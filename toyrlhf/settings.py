@@ -1,0 +1,153 @@
+"""Typed settings for the config dataclasses (`toyrlhf/config.py`): from/to dicts, TOML files and `--set key=value`
+overrides, with one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from pathlib import Path
+
+from .errors import UserError
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def _field_types(cls) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value, typ, key: str):
+    """Convert `value` (from TOML, JSON or a --set string) to `typ`, or raise a one-line UserError."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin is typing.Union or (origin is not None and type(None) in args):  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, key)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer() or not -2**63 < value < 2**63:
+                    raise ValueError
+                return int(value)
+            out = int(str(value), 10)
+            if not -2**63 < out < 2**63:   # beyond int64: numpy could not hold it
+                raise ValueError
+            return out
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError
+            return out
+        if typ is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+    except (ValueError, TypeError):
+        raise UserError(f"{key}: expected {getattr(typ, '__name__', typ)}, got {value!r}") from None
+    raise UserError(f"{key}: unsupported type {typ}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a (possibly nested) dict; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a table of settings, got {data!r:.40}")
+    types = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in types:
+            raise UserError(f"unknown setting {full!r}; known: {', '.join(sorted(prefix + k for k in types))}")
+        typ = types[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = from_dict(typ, value, prefix=f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, typ, full)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e).splitlines()[0]) from None
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def with_overrides(cfg, overrides: dict[str, object]):
+    """A copy of `cfg` with dotted-key overrides applied (values coerced and validated like from_dict)."""
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = data
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise UserError(f"unknown setting {key!r}")
+            node = node[p]
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            known = ", ".join(sorted(_flat_keys(data)))
+            raise UserError(f"unknown setting {key!r}; known: {known}")
+        node[parts[-1]] = value
+    return from_dict(type(cfg), data)
+
+
+def _flat_keys(data: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in data.items():
+        out += _flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + k]
+    return out
+
+
+def parse_set_options(items) -> dict[str, str]:
+    """['a.b=1', 'c=x'] -> {'a.b': '1', 'c': 'x'}."""
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        if not k.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def load_config_file(path) -> dict:
+    """A TOML (or the JSON a run folder's config.json holds) settings table."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file")
+    text = path.read_bytes()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text.decode())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: malformed config ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a table of settings")
+    return data
+
+
+def config_hash(*parts) -> str:
+    """Stable short hash of JSON-able parts (the stage-cache key)."""
+    blob = json.dumps([p if isinstance(p, dict) else to_dict(p) for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -9,7 +9,9 @@ from toyrlhf import stages
 from toyrlhf.settings import from_dict, load_config_file, parse_set_options, to_dict, with_overrides
 from toyrlhf.errors import UserError
 from toyrlhf.config import RLConfig
+from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
 from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS
+from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS, SURROGATES
 from toyrlhf.runs import prepare_run_dir
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
@@ -129,6 +131,11 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
     echo_summary(f"{cfg.algo} on {cfg.task}, {summary['steps']} steps, seed {cfg.seed} -> {run_dir}", rows)
 
 
+KNOB_REGISTRIES = {"advantage": ADVANTAGE_ESTIMATORS, "ratio": SURROGATES, "aggregation": AGGREGATIONS,
+                   "kl_estimator": KL_ESTIMATORS}
+"""The knobs whose values are registered functions: `toyrlhf algos` lists every entry with its equation and paper."""
+
+
 @click.command("algos")
 def algos_cmd():
     """The presets as settings of orthogonal knobs, with DeepSeekMath's gradient coefficient (Table 10 notation)."""
@@ -153,6 +160,12 @@ def algos_cmd():
     click.echo("\nSources and one-line differences:")
     for name, p in PRESETS.items():
         click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
+    for knob, registry in KNOB_REGISTRIES.items():
+        click.echo(f"\n--set {knob}=NAME  ({registry.kind}):")
+        width = max(len(n) for n in registry)
+        for name, entry in registry.items():
+            critic = "  [critic]" if entry.needs_critic else ""
+            click.echo(f"  {name:<{width}}  {entry.equation}{critic}  [{entry.paper}]")
 
 
 def _fmt(v):

@@ -306,7 +306,7 @@ def policy_loss(logp, old_logp, advantages, mask, *, eps_low: float = 0.2, eps_h
     return loss, grad, {"clip_fraction": stats["clip_fraction"], "approx_kl": approx_kl, **stats}
 
 
-SURROGATES = Registry("ratio")
+SURROGATES = Registry("policy surrogate")
 """Policy surrogates by the knob ``ratio``: fn(log_ratio, adv, mask, *, eps_low, eps_high, aggregation, n_seqs,
 n_tokens, max_tokens, log_ratio_clip) -> (loss, d loss / d logp, stats with clip_fraction, ratio_mean, ratio_max)."""
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import RLConfig
 from ..errors import UserError
+from ..plotting import plot_run_curves
 from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, from_json_array,  # noqa: F401
                     load_npz, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
 from ..settings import to_dict
@@ -107,12 +108,7 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
         # a signal during the last step, the summary or the plot: the run is complete, finish these few writes
         summary = summarize(run_dir, trainer, time.perf_counter() - t_start)
         write_json(run_dir / "summary.json", summary)
-        try:
-            from ..plotting import plot_run_curves
-        except ImportError:  # plotting module absent: the run itself is complete
-            plot_run_curves = None
-        if plot_run_curves is not None:
-            plot_run_curves(run_dir, run_dir / "curves.png")
+        plot_run_curves(run_dir, run_dir / "curves.png")
     return summary
 
 

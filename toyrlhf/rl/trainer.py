@@ -26,6 +26,7 @@ from ..config import RLConfig, parse_weights
 from ..errors import UserError
 from ..model import TinyLM
 from ..optim import Adam, clip_grad_norm
+from ..reward_model import cached_reward_model
 from ..runs import NumericalError, from_json_array, json_array, load_npz, read_json, save_npz
 from ..settings import from_dict, to_dict
 from ..tasks import get_task
@@ -50,7 +51,6 @@ def build_models(cfg: RLConfig, progress: Callable | None = None) -> Models:
     sft_model, _ = stages.cached_sft(pipe, progress)
     rm = None
     if source == "rm":
-        from ..reward_model import cached_reward_model
         rm, _ = cached_reward_model(pipe, cfg.rm, progress)
     critic = None
     if cfg.uses_critic:

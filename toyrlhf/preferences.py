@@ -9,7 +9,7 @@ Labelling model (the "human" of the simulator):
 Both are sampled in one vectorised step with the Gumbel-max trick: rank the completions by
 r*/tau + G with G ~ Gumbel(0, 1) i.i.d.; the ranking is then exactly Plackett-Luce (for K = 2 the difference
 of two Gumbels is Logistic(0, 1), i.e. Bradley-Terry). Every pairwise marginal of Plackett-Luce is the
-Bradley-Terry probability sigma(Delta*/tau) (PAPERS.md section 6, checked by enumeration in the tests), so
+Bradley-Terry probability sigma(Delta*/tau) (Luce 1959; Plackett 1975; checked by enumeration in the tests), so
 K-way rankings and pairs train the same population minimiser. tau is the annotator noise: tau -> 0 gives the
 noiseless gold ordering (ties in r* broken by a fair coin), large tau gives coin flips.
 

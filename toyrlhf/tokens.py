@@ -5,7 +5,7 @@ PAD and BOS are input-only symbols: the LM head predicts over the *output vocabu
 ids 2..V-1 (EOS and the task tokens), so output index j is token id j + OUT_OFFSET.
 A model can therefore never emit padding or a second BOS, and EOS stays distinct from PAD.
 
-Layout of a batch (DESIGN.md "Tokens and arrays"):
+Layout of a batch (README, "Architecture"):
     tokens          (B, L) int64   prompt (left-padded with BOS to the task's prompt length P)
                                    followed by the completion (right-padded with PAD), L = P + T
     completion_mask (B, L) bool    True on completion tokens, EOS included

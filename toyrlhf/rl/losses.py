@@ -7,7 +7,7 @@ Conventions
   ``ref_logp`` under the frozen reference pi_ref.
 * Every loss is to be **minimised** (loss = -objective) and returns its value together with the gradient with
   respect to its log-prob (or value) input: a float64 ``(B, L)`` array that is exactly 0 outside the mask. The model
-  chains it through ``dlogp/dlogits`` (DESIGN.md "The model and backprop").
+  chains it through ``dlogp/dlogits`` (``model.TinyLM.logp_backward``).
 * Aggregation over tokens and sequences is explicit (``aggregate``). The global counts ``n_seqs`` / ``n_tokens`` /
   ``max_tokens`` let a trainer split a rollout into minibatches and **sum** their losses and gradients (gradient
   accumulation) to get exactly the full-batch loss and gradient.

@@ -206,3 +206,32 @@ def test_zero_std_groups_flags_groups_with_all_equal_rewards():
         assert np.all(a.reshape(-1, 3)[zero_std_groups(r, 3)] == 0)
     with pytest.raises(ValueError):
         zero_std_groups(r, 5)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-6])
+@pytest.mark.parametrize("std", ["population", "sample"])
+def test_all_equal_group_gets_exactly_zero_advantage_even_with_eps_zero(eps, std):
+    # 0.2 * 8 does not sum to exactly 1.6: the mean's round-off used to leave ~1e-11 (eps>0) or NaN (eps=0)
+    r = np.array([0.2] * 8 + [1.0, 0.0, 1.0, 0.0, 0.2, 0.2, 1.2, 0.0])
+    with np.errstate(all="raise"):
+        a = group_advantages(r, 8, std=std, eps=eps)
+    assert np.all(a[:8] == 0.0)
+    assert np.all(np.isfinite(a)) and np.any(a[8:] != 0)
+
+
+def test_process_advantages_of_equal_step_rewards_are_exactly_zero_with_eps_zero():
+    step_end = np.zeros((4, 3), bool)
+    step_end[:, 1] = step_end[:, 2] = True
+    rewards = np.where(step_end, 0.1, 0.0)
+    with np.errstate(all="raise"):
+        a = process_advantages(rewards, step_end, 2, eps=0.0)
+    assert np.all(a == 0.0)
+
+
+@pytest.mark.parametrize("fn", ["group", "process"])
+def test_negative_eps_is_refused(fn):
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        if fn == "group":
+            group_advantages(np.arange(4.0), 2, eps=-1.0)
+        else:
+            process_advantages(np.zeros((2, 2)), np.ones((2, 2), bool), 2, eps=-1.0)

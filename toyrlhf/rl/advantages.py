@@ -142,11 +142,17 @@ def group_advantages(rewards, G: int, *, scale: str = "std", std: str = "populat
     """
     _check_choice("scale", scale, _SCALES)
     _check_choice("std", std, GROUP_STDS)
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
     r = _grouped(rewards, G)
     centred = r - r.mean(axis=1, keepdims=True)
     if scale == "std":
         sd = r.std(axis=1, ddof=0 if std == "population" else 1, keepdims=True)
-        centred = centred / (sd + eps)
+        with np.errstate(invalid="ignore", divide="ignore"):      # 0/0 of an all-equal group with eps = 0
+            centred = centred / (sd + eps)
+    # all-equal rewards: advantage exactly 0 (the mean's round-off would otherwise give ~1e-11, or 0/0 with eps = 0)
+    equal = r.max(axis=1) == r.min(axis=1)
+    centred[equal] = 0.0
     return centred.reshape(-1)
 
 
@@ -257,6 +263,8 @@ def process_advantages(step_rewards, step_end, G: int, *, scale: str = "std", st
     """
     _check_choice("scale", scale, _SCALES)
     _check_choice("std", std, GROUP_STDS)
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
     r = np.asarray(step_rewards, dtype=np.float64)
     if r.ndim != 2:
         raise ValueError(f"step_rewards must be (B, L), got shape {r.shape}")
@@ -273,7 +281,12 @@ def process_advantages(step_rewards, step_end, G: int, *, scale: str = "std", st
         ddof = 0 if std == "population" else 1
         dof = count - ddof
         var = np.where(dof > 0, (centred ** 2).sum(axis=1, keepdims=True) / np.maximum(dof, 1.0), 0.0)
-        centred = centred / (np.sqrt(var) + eps)
+        with np.errstate(invalid="ignore", divide="ignore"):      # 0/0 of equal step rewards with eps = 0
+            centred = centred / (np.sqrt(var) + eps)
+    # a group whose step rewards are all equal: advantage exactly 0 (no round-off of the mean, no 0/0)
+    lo = np.where(eg, rg, np.inf).min(axis=1)
+    hi = np.where(eg, rg, -np.inf).max(axis=1)
+    centred[lo == hi] = 0.0
     norm = centred.reshape(B, L)
     # sum over step ends at or after t: reverse cumulative sum along time
     adv = np.cumsum(norm[:, ::-1], axis=1)[:, ::-1]

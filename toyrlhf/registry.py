@@ -64,6 +64,10 @@ class Registry(Mapping[str, Entry]):
 
         return deco
 
+    def remove(self, name: str) -> None:
+        """Take `name` out again (a test's or a notebook's temporary entry)."""
+        del self._entries[name]
+
     def lookup(self, name: str) -> Entry:
         try:
             return self._entries[name]

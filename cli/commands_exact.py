@@ -6,7 +6,9 @@ import time
 import click
 import numpy as np
 
+from toyrlhf import check, stages
 from toyrlhf.errors import UserError
+from toyrlhf.plotting import check_figure, output_format, save_figure
 from toyrlhf.tasks import TASKS
 
 from .common import echo_summary, progress_bar
@@ -59,22 +61,19 @@ def check_cmd(task, samples, seed, figure):
     """Exact expectations and gradients vs Monte-Carlo estimates of the project's estimators (KL k1/k2/k3 as
     values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients; the Bayes ceiling of the
     reward model's preference pairs)."""
-    from toyrlhf import exact, stages
-
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if samples < 2:
         raise UserError(f"--samples must be at least 2, got {samples}")
     if figure is not None:
-        from toyrlhf.plotting import output_format
         output_format(figure)                      # refuse a bad extension before the work
     t0 = time.perf_counter()
     pipe = stages.Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed))
     with progress_bar(pipe.pretrain.steps + pipe.sft.steps, f"pretrain + sft {task} (cached after)",
                       ("loss",)) as bar:
         stages.cached_sft(pipe, bar)
-    with progress_bar(exact.CHECK_STEPS, f"check {task}") as bar:
-        report = exact.run_check(task, samples, seed, progress=bar)
+    with progress_bar(check.CHECK_STEPS, f"check {task}") as bar:
+        report = check.run_check(task, samples, seed, progress=bar)
     info = report.info
     click.echo(f"toyrlhf check: task {task}, pi = SFT model, pi_ref = SFT weights moved "
                f"{info['ref_mix']:g} of the way back to the pretrained weights")
@@ -94,13 +93,12 @@ def check_cmd(task, samples, seed, figure):
         click.echo(line)
     click.echo("")
     if figure is not None:
-        from toyrlhf.plotting import check_figure, save_figure
         info.setdefault("task", task)
         info.setdefault("samples", samples)
         save_figure(check_figure(report), figure)
     worst = max((abs(r.z_expected) for r in report.rows if np.isfinite(r.z_expected)), default=0.0)
     echo_summary(f"checked {len(report.rows)} estimator rows in {time.perf_counter() - t0:.1f} s", [
-        ("max |z(E)|", f"{worst:.2f} ({'MC agrees with the exact engine' if worst <= exact.Z_MAX else 'MISMATCH'})"),
+        ("max |z(E)|", f"{worst:.2f} ({'MC agrees with the exact engine' if worst <= check.Z_MAX else 'MISMATCH'})"),
         (f"{info['accuracy_label']} under pi (exact)", f"{info['accuracy']:.4f}"),
     ])
 

@@ -14,6 +14,7 @@ from ..plotting import plot_run_curves
 from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, from_json_array,  # noqa: F401
                     load_npz, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
 from ..settings import to_dict
+from .exact_metrics import training_metrics
 from .trainer import Trainer, build_models, config_from_run
 
 # Interrupted, NumericalError and deferred_signals live in toyrlhf.runs (the supervised stages use them too);
@@ -65,7 +66,6 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
         models = build_models(cfg, upstream_progress)
         trainer = Trainer(cfg, models)
         if exact:
-            from ..exact import training_metrics
             trainer.exact_fn = training_metrics(cfg)
         if resume:
             if ckpt.exists():

@@ -1,0 +1,57 @@
+"""Exact engine: enumerate every completion of every prompt, then compute expectations and gradients exactly.
+
+The vocabularies and lengths of toyrlhf's tasks are tiny, so the set of completions of a prompt (each ended by EOS
+or cut at ``max_new_tokens``) is small enough to list. Every quantity a Monte-Carlo estimator targets is then a
+finite sum over them, and uniform averages over the task's prompts (the prompt distribution of every task).
+
+    enumeration.py   the prefix tree, ``Enumeration`` (every completion with its exact log-probability), rescoring
+    expectations.py  E_pi[f], KL(pi||ref), KL(ref||pi), entropy and their exact gradients; pass@k, best-of-n
+    estimators.py    the exact expected gradient of each policy-gradient and KL estimator of ``rl/``
+
+The engine imports only ``tokens``, ``model``, ``errors`` and the pure-NumPy ``rl/advantages.py`` and
+``rl/losses.py``: never the stages, the presets, the reward model or the trainer. The `toyrlhf check` report built
+on it is ``toyrlhf/check.py``; the ``--exact`` training hook is ``toyrlhf/rl/exact_metrics.py``.
+"""
+from __future__ import annotations
+
+from .enumeration import (MAX_SEQUENCES, Enumeration, check_size, count_completions, enumerate_completions,
+                          enumerate_task, rescore)
+from .estimators import (AGG_SEQUENCE_SCALE, expected_advantage, expected_kl_loss_gradient,
+                         expected_kl_reward_gradient, expected_kl_value, expected_pg_gradient,
+                         expected_sequence_coefficients, sequence_scale, tilt_derivative)
+from .expectations import (best_of_n, best_of_n_kl, best_of_n_kl_bound, entropy, expectation, grad_entropy,
+                           grad_expectation, grad_forward_kl, grad_reverse_kl, grad_token_weights, kl_divergences,
+                           pass_at_k, per_prompt, sequence_weights)
+
+__all__ = [
+    "MAX_SEQUENCES",
+    "Enumeration",
+    "count_completions",
+    "check_size",
+    "enumerate_completions",
+    "enumerate_task",
+    "rescore",
+    "per_prompt",
+    "expectation",
+    "grad_token_weights",
+    "grad_expectation",
+    "kl_divergences",
+    "entropy",
+    "grad_reverse_kl",
+    "grad_forward_kl",
+    "grad_entropy",
+    "sequence_weights",
+    "AGG_SEQUENCE_SCALE",
+    "expected_advantage",
+    "expected_sequence_coefficients",
+    "expected_pg_gradient",
+    "tilt_derivative",
+    "expected_kl_loss_gradient",
+    "expected_kl_reward_gradient",
+    "expected_kl_value",
+    "sequence_scale",
+    "pass_at_k",
+    "best_of_n",
+    "best_of_n_kl",
+    "best_of_n_kl_bound",
+]

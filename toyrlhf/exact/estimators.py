@@ -1,0 +1,220 @@
+"""Expected gradients of the policy-gradient and KL estimators, exactly, over an enumeration.
+
+Policy gradients (``expected_pg_gradient``): the estimator's gradient is (1/B) sum_i h(y_i) A_i grad log pi(y_i)
+(on-policy, ratio 1, before clipping), with h the token aggregation (1/|y| for GRPO's seq-mean-token-mean, 1/L_max
+for Dr. GRPO's seq-mean-token-sum-norm, 1 for a token sum). By exchangeability its expectation is
+sum_q w_q sum_y pi(y|q) h(y) a_q(y) grad log pi(y|q) with a_q(y) = E[A_i | y_i = y]: for group advantages the G - 1
+peers are i.i.d. from pi(.|q), so only the counts of their *distinct reward values* matter; those counts are
+multinomial (binomial for a 0/1 reward) and are enumerated, and the project's own advantage function
+(``rl/advantages.py``) is evaluated on every configuration. With too many distinct reward values (a learned reward
+model) the linear advantages (rloo, group_mean, reinforce) use their closed form E[A | y] = c (r(y) - baseline);
+GRPO's std-scaled advantage is then not available exactly (ValueError). The token-mean aggregation (DAPO), whose
+weight depends on the whole batch's lengths, is not supported.
+
+KL estimators (``expected_kl_loss_gradient``, ``expected_kl_reward_gradient``, ``expected_kl_value``): the k1/k2/k3
+estimators of ``rl/losses.py`` used as a loss (per token or per sequence), folded into the reward, or as values.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from math import comb
+from typing import Callable
+
+import numpy as np
+from scipy.special import gammaln
+
+from ..model import TinyLM
+from ..rl import advantages as adv
+from ..rl import losses
+from .enumeration import Enumeration
+from .expectations import expectation, grad_token_weights, per_prompt, sequence_weights
+
+__all__ = ["AGG_SEQUENCE_SCALE", "sequence_scale", "expected_advantage", "expected_sequence_coefficients",
+           "expected_pg_gradient", "tilt_derivative", "expected_kl_loss_gradient", "expected_kl_reward_gradient",
+           "expected_kl_value"]
+
+AGG_SEQUENCE_SCALE = {
+    "seq-mean-token-mean": "1/|y|  (GRPO)",
+    "seq-mean-token-sum-norm": "1/max_tokens  (Dr. GRPO)",
+    "seq-mean-token-sum": "1  (REINFORCE, RLOO)",
+}
+
+
+def sequence_scale(enum: Enumeration, aggregation: str, max_tokens: int | None = None) -> np.ndarray:
+    """h(y) (N,): the weight every token of a sequence gets from the aggregation, times the number of sequences.
+
+    "token-mean" (DAPO) divides by the whole batch's token count, which is not a function of one sequence: it has
+    no per-sequence weight and is not supported by the exact expectations.
+    """
+    if aggregation == "seq-mean-token-mean":
+        return 1.0 / enum.lengths
+    if aggregation == "seq-mean-token-sum-norm":
+        return np.full(enum.n, 1.0 / float(max_tokens or enum.max_new_tokens))
+    if aggregation == "seq-mean-token-sum":
+        return np.ones(enum.n)
+    raise ValueError(f"aggregation {aggregation!r} has no per-sequence weight; exact expectations support "
+                     f"{', '.join(AGG_SEQUENCE_SCALE)}")
+
+
+def _compositions(total: int, parts: int) -> np.ndarray:
+    """All count vectors (C, parts) of non-negative integers summing to `total` (stars and bars)."""
+    if parts == 1:
+        return np.array([[total]], dtype=np.int64)
+    bars = np.array(list(combinations(range(total + parts - 1), parts - 1)), dtype=np.int64).reshape(-1, parts - 1)
+    edges = np.concatenate([np.full((len(bars), 1), -1), bars, np.full((len(bars), 1), total + parts - 1)], axis=1)
+    return np.diff(edges, axis=1) - 1
+
+
+def _group_fn(advantage: str, std: str, eps: float) -> Callable[[np.ndarray, int], np.ndarray]:
+    if advantage == "group":
+        return lambda r, G: adv.group_advantages(r, G, scale="std", std=std, eps=eps)
+    if advantage == "group_mean":
+        return lambda r, G: adv.group_advantages(r, G, scale="none")
+    if advantage == "rloo":
+        return lambda r, G: adv.rloo_advantages(r, G)
+    raise ValueError(f"advantage {advantage!r}: expected group, group_mean, rloo or reinforce")
+
+
+def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G: int, *, std: str = "population",
+                       eps: float = 1e-6, max_configs: int = 200_000) -> np.ndarray:
+    """a(y) = E[A_i | y_i = y] (N,) for one batch made of every prompt of `enum` with G completions each.
+
+    group / group_mean / rloo: the G-1 peers of y are i.i.d. from pi(.|q); only how many of them take each distinct
+    reward value matters, and those counts are multinomial (binomial for a 0/1 reward). Every count configuration
+    is enumerated and the project's advantage function (``rl.advantages``) is applied to the group [r(y), peers].
+    If a prompt has more configurations than `max_configs` (many distinct rewards, e.g. a learned RM), rloo and
+    group_mean use their closed forms (r - mu_q and (G-1)/G (r - mu_q)); group (std-scaled) raises ValueError.
+    reinforce: A_i = r_i - mean of the whole batch (B = n_prompts * G): E[A_i | y] = r - (r + (G-1) mu_q
+    + G sum_{q' != q} mu_q') / B.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.shape != (enum.n,):
+        raise ValueError(f"rewards must be ({enum.n},), got {r.shape}")
+    G = int(G)
+    if G < 1 or (advantage != "reinforce" and G < 2):
+        raise ValueError(f"group size G={G} too small for advantage {advantage!r}")
+    probs = enum.probs
+    mu = per_prompt(enum, probs * r) / per_prompt(enum, probs)                     # (n,) E[r | q]
+    if advantage == "reinforce":
+        B = enum.n_prompts * G
+        mq = mu[enum.prompt_index]
+        return r - (r + (G - 1) * mq + G * (mu.sum() - mq)) / B
+    fn = _group_fn(advantage, std, eps)
+    out = np.empty(enum.n)
+    for q in range(enum.n_prompts):
+        sl = slice(enum.offsets[q], enum.offsets[q + 1])
+        values, inverse = np.unique(r[sl], return_inverse=True)
+        m = len(values)
+        if comb(G - 1 + m - 1, m - 1) > max_configs:
+            if advantage == "rloo":
+                out[sl] = r[sl] - mu[q]
+            elif advantage == "group_mean":
+                out[sl] = (G - 1) / G * (r[sl] - mu[q])
+            else:
+                raise ValueError(f"prompt {q} has {m} distinct rewards: too many group configurations to take the "
+                                 f"expectation of the std-scaled advantage exactly (G={G})")
+            continue
+        pv = np.bincount(inverse.ravel(), weights=probs[sl], minlength=m)
+        pv = pv / pv.sum()
+        counts = _compositions(G - 1, m)                                               # (C, m)
+        with np.errstate(divide="ignore"):
+            logpv = np.log(pv)
+        logw = (gammaln(G) - gammaln(counts + 1.0).sum(axis=1)
+                + np.where(counts > 0, counts * logpv[None, :], 0.0).sum(axis=1))
+        w = np.exp(logw)                                                               # (C,) multinomial probs
+        peers = np.repeat(np.tile(values, len(counts)), counts.ravel()).reshape(len(counts), G - 1)
+        groups = np.concatenate([np.repeat(values, len(counts))[:, None], np.tile(peers, (m, 1))], axis=1)
+        a = fn(groups.ravel(), G).reshape(m * len(counts), G)[:, 0].reshape(m, len(counts))
+        out[sl] = (a @ w)[inverse.ravel()]
+    return out
+
+
+def expected_sequence_coefficients(enum: Enumeration, rewards: np.ndarray, advantage: str, G: int, aggregation: str,
+                                   *, max_tokens: int | None = None, std: str = "population", eps: float = 1e-6,
+                                   max_configs: int = 200_000) -> np.ndarray:
+    """c(y) = h(y) a_q(y) (N,): the expected weight of grad log pi(y) in the policy-gradient estimator, so that
+    E[g] = (1/n) sum_q sum_y pi(y|q) c(y) grad log pi(y|q) (see ``expected_pg_gradient``)."""
+    h = sequence_scale(enum, aggregation, max_tokens)
+    return h * expected_advantage(enum, rewards, advantage, G, std=std, eps=eps, max_configs=max_configs)
+
+
+def expected_pg_gradient(model: TinyLM, enum: Enumeration, rewards: np.ndarray, advantage: str, G: int,
+                         aggregation: str, *, max_tokens: int | None = None, std: str = "population",
+                         eps: float = 1e-6, max_configs: int = 200_000) -> np.ndarray:
+    """Exact E[g] of the on-policy policy-gradient estimator g = -d loss / d theta (an ascent direction) of
+    ``rl.losses.policy_loss`` (ratio 1, no clipping active) with advantages ``advantage`` and the given token
+    aggregation, for one batch made of every prompt of `enum` with G completions each:
+
+        E[g] = (1/n) sum_q sum_y pi(y|q) h(y) a_q(y) grad log pi(y|q)
+
+    with h from ``sequence_scale`` and a_q from ``expected_advantage``. Compare with grad E[r]
+    (``grad_expectation(model, enum, rewards)``).
+    """
+    c = expected_sequence_coefficients(enum, rewards, advantage, G, aggregation, max_tokens=max_tokens, std=std,
+                                       eps=eps, max_configs=max_configs)
+    return sequence_weights(model, enum, enum.probs * c / enum.n_prompts)
+
+
+def tilt_derivative(enum: Enumeration, c: np.ndarray, f: np.ndarray, where: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, float]:
+    """d/de E[f | q, where] at e = 0 when every log pi(y|q) moves by e * c(y) (then renormalised):
+    Cov_{pi(.|q, where)}(f, c), per prompt and averaged uniformly.
+
+    This is the expected update seen sequence by sequence (a tabular sequence policy under the natural gradient,
+    where the coefficient c(y) of grad log pi(y) is the change of log pi(y)): the view of Liu et al. 2025's
+    length-bias argument. Prompts with no row in `where` contribute 0.
+    """
+    p = enum.probs * (np.ones(enum.n) if where is None else np.asarray(where, dtype=np.float64))
+    c, f = np.asarray(c, dtype=np.float64), np.asarray(f, dtype=np.float64)
+    Z = per_prompt(enum, p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Ef = per_prompt(enum, p * f) / Z
+        Ec = per_prompt(enum, p * c) / Z
+        cov = per_prompt(enum, p * (f - Ef[enum.prompt_index]) * (c - Ec[enum.prompt_index])) / Z
+    cov = np.where(Z > 0, cov, 0.0)
+    return cov, float(cov.mean())
+
+
+def _kl_derivative(estimator: str):
+    try:
+        return losses.KL_ESTIMATORS[estimator]
+    except KeyError:
+        raise ValueError(f"KL estimator {estimator!r}; expected one of k1, k2, k3") from None
+
+
+def expected_kl_loss_gradient(model: TinyLM, enum: Enumeration, ref: Enumeration, estimator: str,
+                              level: str = "token") -> np.ndarray:
+    """Exact E[grad of the KL estimator used as a loss] (prompt-averaged), on-policy.
+
+    level="token": the estimator on every token (``rl.losses.kl_loss``, GRPO), summed over the completion:
+        E[sum_t k'(logp_t, ref_t) grad logp_t]
+    level="sequence": the estimator on the sequence log-probs (DeepSeek-R1's sequence notation):
+        E[k'(log pi(y), log ref(y)) grad log pi(y)]
+    k' is the estimator's derivative in logp from ``rl.losses``: k1' = 1 (expected gradient 0), k2' = log pi/ref
+    (sequence level: grad KL(pi||ref)), k3' = 1 - ref/pi (sequence level: grad KL(ref||pi), the forward KL).
+    At token level the k2/k3 gradients miss the terms through the future states (Tang & Munos 2025).
+    """
+    fn = _kl_derivative(estimator)
+    w = enum.probs / enum.n_prompts
+    if level == "token":
+        _, dk = fn(enum.logp, ref.logp)
+        return grad_token_weights(model, enum, np.where(enum.mask, w[:, None] * dk, 0.0))
+    if level == "sequence":
+        _, dk = fn(enum.seq_logp, ref.seq_logp)
+        return sequence_weights(model, enum, w * dk)
+    raise ValueError(f"level {level!r}: expected 'token' or 'sequence'")
+
+
+def expected_kl_reward_gradient(model: TinyLM, enum: Enumeration, ref: Enumeration, estimator: str = "k1"
+                                ) -> np.ndarray:
+    """Exact E[(sum_t k_t) grad log pi(y)]: the penalty sum_t k_t folded into the sequence reward (detached),
+    as the gradient of the penalty (to be descended). k1: exactly grad KL(pi||ref)."""
+    fn = _kl_derivative(estimator)
+    k, _ = fn(enum.logp, ref.logp)
+    return sequence_weights(model, enum, enum.probs / enum.n_prompts * np.where(enum.mask, k, 0.0).sum(axis=1))
+
+
+def expected_kl_value(enum: Enumeration, ref: Enumeration, estimator: str) -> tuple[np.ndarray, float]:
+    """Exact E[sum_t k(logp_t, ref_t)] per prompt and averaged (k1, k3: = KL(pi||ref); k2: biased)."""
+    k, _ = _kl_derivative(estimator)(enum.logp, ref.logp)
+    return expectation(enum, np.where(enum.mask, k, 0.0).sum(axis=1))

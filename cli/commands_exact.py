@@ -72,7 +72,7 @@ def check_cmd(task, samples, seed, figure):
     with progress_bar(pipe.pretrain.steps + pipe.sft.steps, f"pretrain + sft {task} (cached after)",
                       ("loss",)) as bar:
         stages.cached_sft(pipe, bar)
-    with progress_bar(check.CHECK_STEPS, f"check {task}") as bar:
+    with progress_bar(check.check_steps(), f"check {task}") as bar:
         report = check.run_check(task, samples, seed, progress=bar)
     info = report.info
     click.echo(f"toyrlhf check: task {task}, pi = SFT model, pi_ref = SFT weights moved "

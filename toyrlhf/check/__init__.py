@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .draws import Draws, TokenPairs, directional_logp, mean_se
 from .rows import Z_MAX, CheckReport, CheckRow, gradient_verdict, value_verdict
-from .run import CHECK_STEPS, run_check
+from .run import check_steps, pg_estimators, run_check
 
-__all__ = ["CHECK_STEPS", "Z_MAX", "CheckReport", "CheckRow", "Draws", "TokenPairs", "directional_logp",
+__all__ = ["check_steps", "pg_estimators", "Z_MAX", "CheckReport", "CheckRow", "Draws", "TokenPairs", "directional_logp",
            "gradient_verdict", "mean_se", "run_check", "value_verdict"]

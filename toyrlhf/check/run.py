@@ -15,7 +15,6 @@ import numpy as np
 from .. import preferences as prefs
 from .. import stages
 from .. import tokens as tk
-from ..config import preset_config
 from ..errors import UserError
 from ..exact import (Enumeration, check_size, enumerate_task, expectation, expected_kl_loss_gradient,
                      expected_kl_reward_gradient, expected_kl_value, expected_pg_gradient, grad_expectation,
@@ -27,7 +26,7 @@ from ..tasks import Task, get_task
 from .draws import Draws, TokenPairs, mean_se
 from .rows import Z_MAX, CheckReport, CheckRow, cos_text, cosine, gradient_verdict, unit, value_verdict
 
-__all__ = ["run_check", "CHECK_STEPS"]
+__all__ = ["run_check", "check_steps", "pg_estimators"]
 
 KL_VARIANTS = [  # (label, estimator, level, kind)
     ("k1 as loss", "k1", "token", "loss"),
@@ -37,12 +36,18 @@ KL_VARIANTS = [  # (label, estimator, level, kind)
     ("k3 as loss, per sequence", "k3", "sequence", "loss"),
     ("k1 in reward (REINFORCE)", "k1", "sequence", "reward"),
 ]
-PG_ALGOS = ["reinforce", "rloo", "dr_grpo", "grpo"]
-PG_LABELS = {"reinforce": "REINFORCE (batch mean)", "rloo": "RLOO", "dr_grpo": "Dr. GRPO (group mean, sum/L_max)",
-             "grpo": "GRPO (std, 1/|o|)"}
 KL_NAMES = {"rev": "KL(pi||ref)", "fwd": "KL(ref||pi)"}
 
-CHECK_STEPS = 4 + 6 + 4 + 1
+
+def pg_estimators() -> list:
+    """The sequence-level advantage estimators of the registry, each with the aggregation its paper pairs it with:
+    one policy-gradient row each (a newly registered estimator gets its row without other edits)."""
+    return [e for e in adv_mod.ADVANTAGE_ESTIMATORS.values() if e.level == "sequence" and e.aggregation]
+
+
+def check_steps() -> int:
+    """Progress ticks of run_check: KL section 4 + 6, policy gradients 2 + one per estimator, preferences 1."""
+    return 4 + 6 + 2 + len(pg_estimators()) + 1
 """Progress ticks of run_check."""
 
 
@@ -198,7 +203,7 @@ def _reward_fn(task: Task) -> Callable:
 
 
 def _policy_gradient_section(ctx: _Context, G: int, pg_prompts: int) -> tuple[list, dict]:
-    """Each PG_ALGOS preset's policy gradient on `pg_prompts` prompts of spread difficulty, against grad E[r]."""
+    """Each registered sequence-level estimator's policy gradient on `pg_prompts` prompts of spread difficulty, against grad E[r]."""
     tsk, enum, policy = ctx.task, ctx.enum, ctx.policy
     reward_of = _reward_fn(tsk)
     p_all, _ = expectation(enum, reward_of(*enum.split()))
@@ -209,17 +214,18 @@ def _policy_gradient_section(ctx: _Context, G: int, pg_prompts: int) -> tuple[li
     r_sub = reward_of(*sub.split())
     g_true = grad_expectation(policy, sub, r_sub)
     Bpg = len(chosen) * G
-    cfgs = {a: preset_config(a, task=tsk.name) for a in PG_ALGOS}
+    ests = pg_estimators()
+    hp = adv_mod.AdvantageSettings()
     E_pg, why = {}, {}
-    for a in PG_ALGOS:
+    for e in ests:
         try:
-            E_pg[a] = expected_pg_gradient(policy, sub, r_sub, cfgs[a].advantage, G, cfgs[a].aggregation,
-                                           max_tokens=tsk.max_new_tokens, std=cfgs[a].std, eps=cfgs[a].adv_eps)
-        except ValueError as e:       # std-scaled advantages with a many-valued reward: no exact expectation
-            E_pg[a], why[a] = None, str(e).split(":")[0]
+            E_pg[e.name] = expected_pg_gradient(policy, sub, r_sub, e.name, G, e.aggregation,
+                                                max_tokens=tsk.max_new_tokens, std=hp.std, eps=hp.eps)
+        except ValueError as err:     # std-scaled advantages with a many-valued reward: no exact expectation
+            E_pg[e.name], why[e.name] = None, str(err).split(":")[0]
     ctx.tick()
-    mc = _pg_monte_carlo(ctx, chosen, cfgs, G, unit(g_true), reward_of)
-    rows = _pg_rows(E_pg, why, mc, g_true, G, Bpg, tsk.max_new_tokens)
+    mc = _pg_monte_carlo(ctx, chosen, ests, hp, G, unit(g_true), reward_of)
+    rows = _pg_rows(ests, E_pg, why, mc, g_true, G, Bpg, tsk.max_new_tokens)
     binary = bool(tsk.verifiable)
     return rows, {
         "group_size": G, "pg_batch": Bpg,
@@ -230,9 +236,10 @@ def _policy_gradient_section(ctx: _Context, G: int, pg_prompts: int) -> tuple[li
     }
 
 
-def _pg_monte_carlo(ctx: _Context, chosen: np.ndarray, cfgs: dict, G: int, u_true: np.ndarray,
+def _pg_monte_carlo(ctx: _Context, chosen: np.ndarray, ests: list, hp, G: int, u_true: np.ndarray,
                     reward_of: Callable) -> dict:
-    """Per preset: the draws' ascent-direction projections on u_true and their mean gradient."""
+    """Per estimator: the draws' ascent-direction projections on u_true and their mean gradient. Each draw is one
+    training batch, so batch-scope estimators (REINFORCE's batch mean) see only their own draw."""
     samples, policy, T = ctx.samples, ctx.policy, ctx.task.max_new_tokens
     Bpg = len(chosen) * G
     s = policy.sample(np.tile(np.repeat(ctx.prompts[chosen], G, axis=0), (samples, 1)), T, ctx.rng)
@@ -242,35 +249,32 @@ def _pg_monte_carlo(ctx: _Context, chosen: np.ndarray, cfgs: dict, G: int, u_tru
     draws = Draws(policy, pairs, {"true": pairs.directional(policy, u_true)}, samples)
     ctx.tick()
     mc = {}
-    for a in PG_ALGOS:
-        c = cfgs[a]
-        if c.advantage == "reinforce":   # the batch baseline is the mean of each draw's own batch
-            A = np.concatenate([adv_mod.reinforce_advantages(x) for x in r.reshape(samples, Bpg)])
-        else:
-            A = adv_mod.ADVANTAGE_ESTIMATORS.lookup(c.advantage).fn(r, G, c.advantage_settings)
+    for e in ests:
+        A = np.concatenate([e.fn(x, G, hp) for x in r.reshape(samples, Bpg)])
         _, dlogp, _ = losses.policy_loss(logp, logp, adv_mod.broadcast_to_tokens(A, s.mask), s.mask,
-                                         aggregation=c.aggregation, max_tokens=T, n_seqs=Bpg)
-        mc[a] = draws.add(dlogp, sign=-1.0)          # ascent direction: -d loss / d theta
+                                         aggregation=e.aggregation, max_tokens=T, n_seqs=Bpg)
+        mc[e.name] = draws.add(dlogp, sign=-1.0)     # ascent direction: -d loss / d theta
         ctx.tick()
     return mc
 
 
-def _pg_rows(E_pg: dict, why: dict, mc: dict, g_true: np.ndarray, G: int, Bpg: int, T: int) -> list:
-    """One row per preset; the verdict names the constant a parallel expected gradient is scaled by."""
+def _pg_rows(ests: list, E_pg: dict, why: dict, mc: dict, g_true: np.ndarray, G: int, Bpg: int, T: int) -> list:
+    """One row per estimator; the verdict names the constant a parallel expected gradient is scaled by."""
     u_true = unit(g_true)
     consts = {"(G-1)/G": (G - 1) / G, "(B-1)/B": (Bpg - 1) / Bpg, "1/L_max": 1 / T,
               "(G-1)/G/L_max": (G - 1) / G / T, "(B-1)/B/L_max": (Bpg - 1) / Bpg / T}
     rows = []
-    for a in PG_ALGOS:
+    for e in ests:
+        a, label = e.name, e.label
         E = E_pg[a]
         per, mean_vec = mc[a]
         if E is None:
-            row = CheckRow("policy gradient", PG_LABELS[a], "grad E[r]", float(np.linalg.norm(g_true)), float("nan"),
+            row = CheckRow("policy gradient", label, "grad E[r]", float(np.linalg.norm(g_true)), float("nan"),
                            *mean_se(per["true"]), cos_mc=cosine(mean_vec, g_true))
             seen = "biased (detected)" if abs(row.z) > Z_MAX else "bias not detected"
             row.verdict = f"no exact E[est] ({why[a]}); MC: {seen}, cos(MC mean) {cos_text(row.cos_mc)}"
         else:
-            row = CheckRow("policy gradient", PG_LABELS[a], "grad E[r]", float(np.linalg.norm(g_true)),
+            row = CheckRow("policy gradient", label, "grad E[r]", float(np.linalg.norm(g_true)),
                            float(E @ u_true), *mean_se(per["true"]), cos=cosine(E, g_true),
                            ratio=float(np.linalg.norm(E) / np.linalg.norm(g_true)), cos_mc=cosine(mean_vec, g_true))
             row.verdict = gradient_verdict(row, None, consts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .enumeration import (MAX_SEQUENCES, Enumeration, check_size, count_completions, enumerate_completions,
                           enumerate_task, rescore)
-from .estimators import (AGG_SEQUENCE_SCALE, expected_advantage, expected_kl_loss_gradient,
+from .estimators import (expected_advantage, expected_kl_loss_gradient,
                          expected_kl_reward_gradient, expected_kl_value, expected_pg_gradient,
                          expected_sequence_coefficients, sequence_scale, tilt_derivative)
 from .expectations import (best_of_n, best_of_n_kl, best_of_n_kl_bound, entropy, expectation, grad_entropy,
@@ -41,7 +41,6 @@ __all__ = [
     "grad_forward_kl",
     "grad_entropy",
     "sequence_weights",
-    "AGG_SEQUENCE_SCALE",
     "expected_advantage",
     "expected_sequence_coefficients",
     "expected_pg_gradient",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from itertools import combinations
 from math import comb
-from typing import Callable
 
 import numpy as np
 from scipy.special import gammaln
@@ -29,31 +28,23 @@ from ..rl import losses
 from .enumeration import Enumeration
 from .expectations import expectation, grad_token_weights, per_prompt, sequence_weights
 
-__all__ = ["AGG_SEQUENCE_SCALE", "sequence_scale", "expected_advantage", "expected_sequence_coefficients",
+__all__ = ["sequence_scale", "expected_advantage", "expected_sequence_coefficients",
            "expected_pg_gradient", "tilt_derivative", "expected_kl_loss_gradient", "expected_kl_reward_gradient",
            "expected_kl_value"]
 
-AGG_SEQUENCE_SCALE = {
-    "seq-mean-token-mean": "1/|y|  (GRPO)",
-    "seq-mean-token-sum-norm": "1/max_tokens  (Dr. GRPO)",
-    "seq-mean-token-sum": "1  (REINFORCE, RLOO)",
-}
-
-
 def sequence_scale(enum: Enumeration, aggregation: str, max_tokens: int | None = None) -> np.ndarray:
-    """h(y) (N,): the weight every token of a sequence gets from the aggregation, times the number of sequences.
+    """h(y) (N,): the weight every token of a sequence gets from the aggregation, times the number of sequences
+    (the aggregation registry's ``sequence_scale`` fact, ``rl/losses.py``).
 
     "token-mean" (DAPO) divides by the whole batch's token count, which is not a function of one sequence: it has
     no per-sequence weight and is not supported by the exact expectations.
     """
-    if aggregation == "seq-mean-token-mean":
-        return 1.0 / enum.lengths
-    if aggregation == "seq-mean-token-sum-norm":
-        return np.full(enum.n, 1.0 / float(max_tokens or enum.max_new_tokens))
-    if aggregation == "seq-mean-token-sum":
-        return np.ones(enum.n)
-    raise ValueError(f"aggregation {aggregation!r} has no per-sequence weight; exact expectations support "
-                     f"{', '.join(AGG_SEQUENCE_SCALE)}")
+    h = losses.AGGREGATIONS.lookup(aggregation).sequence_scale
+    if h is None:
+        supported = [n for n, e in losses.AGGREGATIONS.items() if e.sequence_scale is not None]
+        raise ValueError(f"aggregation {aggregation!r} has no per-sequence weight; exact expectations support "
+                         f"{', '.join(supported)}")
+    return h(enum.lengths, float(max_tokens or enum.max_new_tokens))
 
 
 def _compositions(total: int, parts: int) -> np.ndarray:
@@ -65,54 +56,46 @@ def _compositions(total: int, parts: int) -> np.ndarray:
     return np.diff(edges, axis=1) - 1
 
 
-def _group_fn(advantage: str, std: str, eps: float) -> Callable[[np.ndarray, int], np.ndarray]:
-    if advantage == "group":
-        return lambda r, G: adv.group_advantages(r, G, scale="std", std=std, eps=eps)
-    if advantage == "group_mean":
-        return lambda r, G: adv.group_advantages(r, G, scale="none")
-    if advantage == "rloo":
-        return lambda r, G: adv.rloo_advantages(r, G)
-    raise ValueError(f"advantage {advantage!r}: expected group, group_mean, rloo or reinforce")
-
-
 def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G: int, *, std: str = "population",
                        eps: float = 1e-6, max_configs: int = 200_000) -> np.ndarray:
     """a(y) = E[A_i | y_i = y] (N,) for one batch made of every prompt of `enum` with G completions each.
 
-    group / group_mean / rloo: the G-1 peers of y are i.i.d. from pi(.|q); only how many of them take each distinct
-    reward value matters, and those counts are multinomial (binomial for a 0/1 reward). Every count configuration
-    is enumerated and the project's advantage function (``rl.advantages``) is applied to the group [r(y), peers].
-    If a prompt has more configurations than `max_configs` (many distinct rewards, e.g. a learned RM), rloo and
-    group_mean use their closed forms (r - mu_q and (G-1)/G (r - mu_q)); group (std-scaled) raises ValueError.
-    reinforce: A_i = r_i - mean of the whole batch (B = n_prompts * G): E[A_i | y] = r - (r + (G-1) mu_q
+    Any sequence-level estimator of ``rl.advantages.ADVANTAGE_ESTIMATORS``. Group scope (group, group_mean, rloo,
+    ...): the G-1 peers of y are i.i.d. from pi(.|q); only how many of them take each distinct reward value matters,
+    and those counts are multinomial (binomial for a 0/1 reward). Every count configuration is enumerated and the
+    registered advantage function is applied to the group [r(y), peers]. If a prompt has more configurations than
+    `max_configs` (many distinct rewards, e.g. a learned RM), the entry's closed form ``expected`` is used (rloo:
+    r - mu_q; group_mean: (G-1)/G (r - mu_q)); without one (group, std-scaled) ValueError. Batch scope (reinforce:
+    A_i = r_i - mean of the whole batch, B = n_prompts * G) needs the closed form: E[A_i | y] = r - (r + (G-1) mu_q
     + G sum_{q' != q} mu_q') / B.
     """
     r = np.asarray(rewards, dtype=np.float64)
     if r.shape != (enum.n,):
         raise ValueError(f"rewards must be ({enum.n},), got {r.shape}")
+    est = adv.ADVANTAGE_ESTIMATORS.lookup(advantage)
+    if est.level != "sequence":
+        raise ValueError(f"advantage {advantage!r} is not a sequence-level estimator: no exact E[A | y] here")
     G = int(G)
-    if G < 1 or (advantage != "reinforce" and G < 2):
+    if G < max(1, est.min_group):
         raise ValueError(f"group size G={G} too small for advantage {advantage!r}")
     probs = enum.probs
     mu = per_prompt(enum, probs * r) / per_prompt(enum, probs)                     # (n,) E[r | q]
-    if advantage == "reinforce":
-        B = enum.n_prompts * G
-        mq = mu[enum.prompt_index]
-        return r - (r + (G - 1) * mq + G * (mu.sum() - mq)) / B
-    fn = _group_fn(advantage, std, eps)
+    mq = mu[enum.prompt_index]
+    if est.scope != "group":                                                       # depends on the whole batch
+        if est.expected is None:
+            raise ValueError(f"advantage {advantage!r} depends on the whole batch and has no closed-form E[A | y]")
+        return est.expected(r, mq, mu, G)
+    hp = adv.AdvantageSettings(std=std, eps=eps)
     out = np.empty(enum.n)
     for q in range(enum.n_prompts):
         sl = slice(enum.offsets[q], enum.offsets[q + 1])
         values, inverse = np.unique(r[sl], return_inverse=True)
         m = len(values)
         if comb(G - 1 + m - 1, m - 1) > max_configs:
-            if advantage == "rloo":
-                out[sl] = r[sl] - mu[q]
-            elif advantage == "group_mean":
-                out[sl] = (G - 1) / G * (r[sl] - mu[q])
-            else:
+            if est.expected is None:
                 raise ValueError(f"prompt {q} has {m} distinct rewards: too many group configurations to take the "
-                                 f"expectation of the std-scaled advantage exactly (G={G})")
+                                 f"expectation of the {advantage!r} advantage exactly (G={G})")
+            out[sl] = est.expected(r[sl], mq[sl], mu, G)
             continue
         pv = np.bincount(inverse.ravel(), weights=probs[sl], minlength=m)
         pv = pv / pv.sum()
@@ -124,7 +107,7 @@ def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G
         w = np.exp(logw)                                                               # (C,) multinomial probs
         peers = np.repeat(np.tile(values, len(counts)), counts.ravel()).reshape(len(counts), G - 1)
         groups = np.concatenate([np.repeat(values, len(counts))[:, None], np.tile(peers, (m, 1))], axis=1)
-        a = fn(groups.ravel(), G).reshape(m * len(counts), G)[:, 0].reshape(m, len(counts))
+        a = est.fn(groups.ravel(), G, hp).reshape(m * len(counts), G)[:, 0].reshape(m, len(counts))
         out[sl] = (a @ w)[inverse.ravel()]
     return out
 
@@ -176,10 +159,7 @@ def tilt_derivative(enum: Enumeration, c: np.ndarray, f: np.ndarray, where: np.n
 
 
 def _kl_derivative(estimator: str):
-    try:
-        return losses.KL_ESTIMATORS[estimator]
-    except KeyError:
-        raise ValueError(f"KL estimator {estimator!r}; expected one of k1, k2, k3") from None
+    return losses.KL_ESTIMATORS.lookup(estimator).fn
 
 
 def expected_kl_loss_gradient(model: TinyLM, enum: Enumeration, ref: Enumeration, estimator: str,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from toyrlhf import check, stages
 from toyrlhf.cli.commands_rl import KNOB_REGISTRIES, algos_cmd
 from toyrlhf.config import preset_config
 from toyrlhf.registry import Registry
@@ -52,3 +53,16 @@ def test_a_registered_estimator_is_accepted_by_the_config_and_listed_by_algos(to
     assert "toy_median" in out and "A_i = r_i - median(r_group)" in out
     with pytest.raises(ValueError, match="advantage must be one of"):
         preset_config("grpo", advantage="toy_mode")
+
+
+@pytest.mark.slow
+def test_a_registered_estimator_gets_an_exact_check_row_that_agrees_with_monte_carlo(toy_estimator, cache_dir):
+    """The README's "add an estimator" promise: one registered function, and `toyrlhf check` shows its exact
+    expected gradient against Monte Carlo of the same function (|z(E)| <= 4) without other edits."""
+    pipe = stages.Pipeline(pretrain=stages.PretrainConfig(task="arith", seed=0, steps=60, corpus_size=2000),
+                           sft=stages.SFTConfig(steps=40))
+    assert toy_estimator in [e.name for e in check.pg_estimators()]
+    rep = check.run_check("arith", samples=400, seed=0, pipeline=pipe)
+    row = next(r for r in rep.rows if r.estimator == "toy median")
+    assert row.target == "grad E[r]" and abs(row.z_expected) <= 4.0
+    assert 0 < row.cos <= 1.0 + 1e-12

@@ -22,7 +22,7 @@ import numpy as np
 from toyrlhf import tokens as tk
 from toyrlhf.model import ModelConfig, TinyLM
 from toyrlhf.optim import Adam, clip_grad_norm
-from toyrlhf.rl import advantages, losses
+from toyrlhf.rl import advantages, losses, surrogates
 
 V, K, D, H = 16, 4, 16, 128
 N_PROMPTS, G, T, P = 16, 8, 8, 4
@@ -51,7 +51,7 @@ class GRPOStep:
         ref_logp, _, _ = self.ref.logp_forward(s.tokens, s.mask)
         logp, _, cache = self.policy.logp_forward(s.tokens, s.mask)
         adv = advantages.broadcast_to_tokens(advantages.group_advantages(reward_of(s.tokens), G), s.mask)
-        loss, dlogp, _ = losses.policy_loss(logp, logp.copy(), adv, s.mask, eps_low=EPS, eps_high=EPS)
+        loss, dlogp, _ = surrogates.policy_loss(logp, logp.copy(), adv, s.mask, eps_low=EPS, eps_high=EPS)
         kl, dkl = losses.kl_loss(logp, ref_logp, s.mask, estimator="k3")
         grad, _ = clip_grad_norm(self.policy.logp_backward(dlogp + BETA * dkl, cache), 1.0)
         self.opt.step(self.policy.flat, grad)

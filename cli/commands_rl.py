@@ -11,7 +11,8 @@ from toyrlhf.errors import UserError
 from toyrlhf.config import RLConfig
 from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
 from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS
-from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS, SURROGATES
+from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS
+from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.runs import prepare_run_dir
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 

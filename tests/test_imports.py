@@ -33,7 +33,7 @@ LAYERS = {
     1: ["toyrlhf.model", "toyrlhf.optim"],
     2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
-        "toyrlhf.rl.losses", "toyrlhf.rl.algorithms", "toyrlhf.rl.rollout"],
+        "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms", "toyrlhf.rl.rollout"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",
         "toyrlhf.rl.run", "toyrlhf.rl.exact_metrics", "toyrlhf.check", "toyrlhf.check.*"],
     4: ["toyrlhf.__main__", "toyrlhf.cli", "toyrlhf.cli.*"],

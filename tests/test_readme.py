@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
-from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS, SURROGATES
+from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS
+from toyrlhf.rl.surrogates import SURROGATES
 
 REGISTRIES = (ADVANTAGE_ESTIMATORS, SURROGATES, AGGREGATIONS, KL_ESTIMATORS)
 

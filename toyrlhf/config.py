@@ -12,6 +12,7 @@ from typing import Optional
 from .model import RM_HEADS, ModelConfig
 from .optim import LR_SCHEDULES
 from .rl import losses
+from .rl.surrogates import SURROGATES
 from .rl.advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings
 from .rl.algorithms import PRESETS
 from .rl.rollout import REWARD_SOURCES
@@ -261,7 +262,7 @@ class RLConfig:
         choice("kl", losses.KL_PLACEMENTS)
         choice("kl_estimator", losses.KL_ESTIMATORS)
         choice("aggregation", losses.AGGREGATIONS)
-        choice("ratio", losses.SURROGATES)
+        choice("ratio", SURROGATES)
         choice("reward", REWARD_SOURCES)
         choice("std", GROUP_STDS)
         for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatches", "checkpoint_every"):

@@ -37,6 +37,7 @@ from toyrlhf.optim import LR_SCHEDULES
 from toyrlhf.rl import advantages, losses
 from toyrlhf.rl.algorithms import PRESETS
 from toyrlhf.rl.rollout import REWARD_SOURCES
+from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.tasks import TASKS
 
 try:  # Python >= 3.11
@@ -195,7 +196,8 @@ WRONG_TYPE = {
 }
 CHOICES = {"advantage": tuple(advantages.ADVANTAGE_ESTIMATORS), "kl": losses.KL_PLACEMENTS,
            "kl_estimator": tuple(losses.KL_ESTIMATORS), "aggregation": tuple(losses.AGGREGATIONS),
-           "ratio": tuple(losses.SURROGATES), "reward": REWARD_SOURCES, "std": advantages.GROUP_STDS, "algo": tuple(PRESETS) + ("custom",), "pretrain.arch": ("mlp", "bigram"),
+           "ratio": tuple(SURROGATES), "reward": REWARD_SOURCES, "std": advantages.GROUP_STDS,
+           "algo": tuple(PRESETS) + ("custom",), "pretrain.arch": ("mlp", "bigram"),
            "arch": ("mlp", "bigram"), "task": tuple(TASKS), "head": RM_HEADS, "rm.head": RM_HEADS,
            "lr_schedule": LR_SCHEDULES, "rm.lr_schedule": LR_SCHEDULES}
 OUT_OF_RANGE = {  # values of the right type that the settings forbid

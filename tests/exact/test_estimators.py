@@ -12,7 +12,7 @@ from scipy.stats import binom
 from toyrlhf import exact
 from toyrlhf.model import ModelConfig, TinyLM
 from toyrlhf.rl import advantages as adv_mod
-from toyrlhf.rl import losses
+from toyrlhf.rl import losses, surrogates
 from toyrlhf.tasks import get_task
 from conftest import rel_err
 from exact_helpers import EXACT_TOL, PROMPTS, T, Z, cos, fixed_reward, tiny_model
@@ -132,7 +132,7 @@ def test_rloo_expected_gradient_equals_the_true_gradient_and_monte_carlo_agrees(
         rr = np.array([reward_of[tuple(row)] for row in s.tokens])
         A = adv_mod.broadcast_to_tokens(adv_mod.rloo_advantages(rr, G), s.mask)
         logp, _, cache = m.logp_forward(s.tokens, s.mask)
-        _, dlogp, _ = losses.policy_loss(logp, logp, A, s.mask, aggregation="seq-mean-token-sum")
+        _, dlogp, _ = surrogates.policy_loss(logp, logp, A, s.mask, aggregation="seq-mean-token-sum")
         proj.append(-m.logp_backward(dlogp, cache) @ u)
     proj = np.asarray(proj)
     z = (proj.mean() - np.linalg.norm(g_true)) / (proj.std(ddof=1) / np.sqrt(len(proj)))

@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from toyrlhf.rl.surrogates import policy_loss
 from toyrlhf.rl.losses import (
     AGGREGATIONS,
     KL_ESTIMATORS,
@@ -17,7 +18,6 @@ from toyrlhf.rl.losses import (
     kl_k3,
     kl_loss,
     kl_penalty_rewards,
-    policy_loss,
     soft_overlong_penalty,
     value_loss,
 )

@@ -6,6 +6,8 @@ import pytest
 from toyrlhf.errors import UserError
 from toyrlhf.config import preset_config
 from toyrlhf.rl.algorithms import PRESETS
+from toyrlhf.rl import surrogates
+from toyrlhf.rl import trainer as trainer_mod
 from toyrlhf.rl.trainer import Trainer, build_models
 
 SMALL = dict(prompts_per_step=4, group_size=4)
@@ -64,15 +66,14 @@ def test_same_seed_gives_identical_metrics(small_cache):
 
 
 def test_ratio_is_exactly_one_on_the_first_minibatch_of_a_rollout(small_cache, monkeypatch):
-    from toyrlhf.rl import losses, trainer as trainer_mod
     seen = []
-    real = losses.policy_loss
+    real = surrogates.policy_loss
 
     def spy(logp, old_logp, advantages, mask, **kw):
         seen.append(np.exp(logp - old_logp)[mask])
         return real(logp, old_logp, advantages, mask, **kw)
 
-    monkeypatch.setattr(trainer_mod.losses, "policy_loss", spy)
+    monkeypatch.setattr(trainer_mod.surrogates, "policy_loss", spy)
     cfg = small_config("ppo")                        # 4 epochs x 4 minibatches: 16 updates per rollout
     tr = Trainer(cfg, build_models(cfg))
     tr.step()

@@ -22,6 +22,7 @@ from ..exact import (Enumeration, check_size, enumerate_task, expectation, expec
 from ..model import TinyLM
 from ..rl import advantages as adv_mod
 from ..rl import losses
+from ..rl.surrogates import policy_loss
 from ..tasks import Task, get_task
 from .draws import Draws, TokenPairs, mean_se
 from .rows import Z_MAX, CheckReport, CheckRow, cos_text, cosine, gradient_verdict, unit, value_verdict
@@ -81,7 +82,7 @@ def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_
         ``rl.losses.kl_penalty_rewards`` summed into the sequence reward, through ``policy_loss``.
       * policy-gradient rows: a draw is `pg_prompts` prompts of different difficulty (evenly spaced in pi's
         exact accuracy) x G completions; rewards are the task's 0/1 correctness (verifiable tasks; the gold
-        reward otherwise), advantages from ``rl.advantages`` and the preset's aggregation in ``rl.losses.policy_loss``
+        reward otherwise), advantages from ``rl.advantages`` and the preset's aggregation in ``rl.surrogates.policy_loss``
         (the batch counts passed as ``n_seqs``, so each draw is normalised as a training batch is).
     Per-draw gradients are reduced to their projections on the unit target gradients (``directional_logp``); the
     mean gradient over draws goes through ``model.logp_backward``. Log-probs and gradients of the sampled tokens
@@ -163,7 +164,7 @@ def _kl_monte_carlo(ctx: _Context, u: dict, B: int) -> tuple[dict, dict]:
         if kind == "reward":
             shaped = losses.kl_penalty_rewards(logp, ref_logp, s.mask, 1.0, est)
             adv = adv_mod.broadcast_to_tokens(shaped.sum(axis=1), s.mask)
-            _, dlogp, _ = losses.policy_loss(logp, logp, adv, s.mask, aggregation="seq-mean-token-sum", n_seqs=B)
+            _, dlogp, _ = policy_loss(logp, logp, adv, s.mask, aggregation="seq-mean-token-sum", n_seqs=B)
         elif level == "token":
             _, dlogp = losses.kl_loss(logp, ref_logp, s.mask, estimator=est, aggregation="seq-mean-token-sum",
                                       n_seqs=B)
@@ -251,7 +252,7 @@ def _pg_monte_carlo(ctx: _Context, chosen: np.ndarray, ests: list, hp, G: int, u
     mc = {}
     for e in ests:
         A = np.concatenate([e.fn(x, G, hp) for x in r.reshape(samples, Bpg)])
-        _, dlogp, _ = losses.policy_loss(logp, logp, adv_mod.broadcast_to_tokens(A, s.mask), s.mask,
+        _, dlogp, _ = policy_loss(logp, logp, adv_mod.broadcast_to_tokens(A, s.mask), s.mask,
                                          aggregation=e.aggregation, max_tokens=T, n_seqs=Bpg)
         mc[e.name] = draws.add(dlogp, sign=-1.0)     # ascent direction: -d loss / d theta
         ctx.tick()

@@ -125,7 +125,7 @@ def expected_pg_gradient(model: TinyLM, enum: Enumeration, rewards: np.ndarray, 
                          aggregation: str, *, max_tokens: int | None = None, std: str = "population",
                          eps: float = 1e-6, max_configs: int = 200_000) -> np.ndarray:
     """Exact E[g] of the on-policy policy-gradient estimator g = -d loss / d theta (an ascent direction) of
-    ``rl.losses.policy_loss`` (ratio 1, no clipping active) with advantages ``advantage`` and the given token
+    ``rl.surrogates.policy_loss`` (ratio 1, no clipping active) with advantages ``advantage`` and the given token
     aggregation, for one batch made of every prompt of `enum` with G completions each:
 
         E[g] = (1/n) sum_q sum_y pi(y|q) h(y) a_q(y) grad log pi(y|q)

@@ -31,7 +31,7 @@ from ..runs import NumericalError, from_json_array, json_array, load_npz, read_j
 from ..settings import from_dict, to_dict
 from ..tasks import get_task
 from . import advantages as adv_mod
-from . import losses
+from . import losses, surrogates
 from .rollout import RewardFn, Rollout, rollout
 
 
@@ -190,7 +190,7 @@ class Trainer:
             # exactly 1 (not 1 up to the round-off of a differently shaped matrix product).
             old = logp.copy() if first else ro.old_logp[rows]
             first = False
-            loss, dlogp, st = losses.policy_loss(logp, old, tg.adv[rows], lmask, eps_low=cfg.eps_low,
+            loss, dlogp, st = surrogates.policy_loss(logp, old, tg.adv[rows], lmask, eps_low=cfg.eps_low,
                                                  eps_high=cfg.eps_high, ratio=cfg.ratio, **agg)
             if cfg.kl == "loss" and beta > 0:
                 kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg)

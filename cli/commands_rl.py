@@ -127,7 +127,7 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
                         ("response_length", "response length"), ("explained_variance", "explained variance"),
                         ("exact_gold_reward", "exact gold reward")):
         if f"final_{key}" in summary and summary[f"final_{key}"] is not None:
-            rows.append((label_, f"{summary[f'initial_{key}']:.3f} -> {summary[f'final_{key}']:.3f}"))
+            rows.append((label_, f"{_num(summary.get(f'initial_{key}'))} -> {_num(summary[f'final_{key}'])}"))
     rows.append(("wall time", f"{summary['wall_time_s']:.2f} s ({summary['step_time_ms']:.2f} ms/step)"))
     echo_summary(f"{cfg.algo} on {cfg.task}, {summary['steps']} steps, seed {cfg.seed} -> {run_dir}", rows)
 
@@ -167,6 +167,11 @@ def algos_cmd():
         for name, entry in registry.items():
             critic = "  [critic]" if entry.needs_critic else ""
             click.echo(f"  {name:<{width}}  {entry.equation}{critic}  [{entry.paper}]")
+
+
+def _num(v) -> str:
+    """A summary figure to 3 decimals; "n/a" when it was not measured (e.g. no --exact step among the first 10)."""
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def _fmt(v):

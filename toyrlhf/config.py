@@ -6,6 +6,7 @@ registries in ``rl/``, the model's shapes in ``model.py``); the dataclasses only
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -17,6 +18,9 @@ from .rl.advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings
 from .rl.algorithms import PRESETS
 from .rl.rollout import REWARD_SOURCES
 from .tasks import get_task
+
+MAX_RESAMPLE = 1000
+"""Upper bound of ``max_resample``: dynamic sampling draws at most this many extra rollouts in one step."""
 
 
 @dataclass
@@ -46,6 +50,8 @@ class PretrainConfig:
 
     def __post_init__(self):
         _positive(self, "steps", "batch_size", "corpus_size")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
@@ -283,15 +289,32 @@ class RLConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ValueError("gamma and lam must lie in [0, 1]")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.kl_target is not None and not self.kl_target > 0:
             raise ValueError("kl_target must be > 0")
+        if self.kl_target is not None:
+            # Ziegler et al. 2019 §2.2: beta <- beta (1 + K_beta e_t), e_t clipped to +-0.2, K_beta = 0.1. Here
+            # K_beta = batch / kl_horizon (one update per step of batch sequences); K_beta <= 1 keeps every factor in
+            # [0.8, 1.2], so beta stays positive. A larger gain flips its sign and grows it exponentially.
+            if self.kl_horizon < 1:
+                raise ValueError(f"kl_horizon must be a positive integer with kl_target, got {self.kl_horizon}")
+            batch = self.prompts_per_step * self.group_size
+            if batch > self.kl_horizon:
+                raise ValueError(f"kl_horizon must be >= the batch (prompts_per_step x group_size = {batch}) so the "
+                                 f"adaptive KL gain batch/horizon is <= 1 (Ziegler et al. use 0.1); got "
+                                 f"{self.kl_horizon}")
         if self.max_grad_norm < 0 or self.entropy_coef < 0 or self.exact_every < 0 or self.ref_reset_every < 0:
             raise ValueError("max_grad_norm, entropy_coef, exact_every and ref_reset_every must be >= 0")
         if self.value_clip is not None and not self.value_clip > 0:
             raise ValueError("value_clip must be > 0 or none")
         if self.max_resample < 0 or self.overlong_cache < 0:
             raise ValueError("max_resample and overlong_cache must be >= 0")
-        parse_weights(self.reward_weights)
+        if self.max_resample > MAX_RESAMPLE:
+            raise ValueError(f"max_resample must be <= {MAX_RESAMPLE} (extra rollouts per step), got {self.max_resample}")
+        for name, w in parse_weights(self.reward_weights).items():
+            if not math.isfinite(w):
+                raise ValueError(f"reward_weights: the weight of {name!r} must be a finite number, got {w}")
         # one task and one seed for the whole pipeline
         self.pretrain.task, self.pretrain.seed = self.task, self.seed
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +25,24 @@ import numpy as np
 
 from .errors import UserError
 from .runs import atomic_write_bytes, read_json, read_metrics
+
+def _matplotlib_config_dir() -> None:
+    """Give matplotlib a writable config/cache folder before it is first imported: under an unwritable HOME it
+    would otherwise warn on two lines of stderr (breaking the one-line rule) and rebuild its font cache each run."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    default = os.path.join(base, "matplotlib")
+    try:
+        os.makedirs(default, exist_ok=True)
+        if os.access(default, os.W_OK | os.X_OK):
+            return
+    except OSError:
+        pass
+    os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="toyrlhf-matplotlib-")
+
+
+_matplotlib_config_dir()
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 DEFAULT_METRICS = ("gold_reward", "reward", "kl", "entropy", "response_length")
@@ -135,6 +155,9 @@ def load_run(run_dir) -> Run:
     rows = read_metrics(path)
     if not rows:
         raise UserError(f"{path}: metrics.jsonl has no steps yet")
+    for i, r in enumerate(rows, 1):
+        if type(r.get("step")) is not int:   # {"step": true} is not step 1
+            raise UserError(f"{path / 'metrics.jsonl'}: record {i} has no integer step")
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     if not isinstance(config, dict):
         raise UserError(f"{path / 'config.json'}: expected a table of settings")
@@ -503,8 +526,10 @@ def plot_runs(run_dirs, metrics=None, out="plot.png", smooth: int = 1, frontier:
         check_metrics(runs, ("reward", "gold_reward", "kl"))
         return save_figure(frontier_figure(runs, smooth), out)
     if not metrics:
-        have = set(available_metrics(runs))
-        metrics = [m for m in DEFAULT_METRICS if m in have]
+        have = available_metrics(runs)
+        if not have:
+            raise UserError(f"{runs[0].path}: metrics.jsonl has no numeric metric to plot")
+        metrics = [m for m in DEFAULT_METRICS if m in have] or have[:len(DEFAULT_METRICS)]
     metrics = check_metrics(runs, metrics)
     return save_figure(runs_figure(runs, metrics, smooth), out)
 

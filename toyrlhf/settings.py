@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import typing
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def _coerce(value, typ, key: str):
                 if not value.is_integer() or not -2**63 < value < 2**63:
                     raise ValueError
                 return int(value)
+            text = str(value).strip().replace("_", "") if isinstance(value, str) else str(value)
+            if len(text.lstrip("+-")) > 19:   # beyond int64 (19 digits), and before Python's 4,300-digit int limit
+                raise ValueError
             out = int(str(value), 10)
             if not -2**63 < out < 2**63:   # beyond int64: numpy could not hold it
                 raise ValueError
@@ -62,21 +66,30 @@ def _coerce(value, typ, key: str):
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             return str(value)
-    except (ValueError, TypeError):
-        raise UserError(f"{key}: expected {getattr(typ, '__name__', typ)}, got {value!r}") from None
+    except (ValueError, TypeError, OverflowError):
+        raise UserError(f"{key}: expected {getattr(typ, '__name__', typ)}, got {_short(value)}") from None
     raise UserError(f"{key}: unsupported type {typ}")
+
+
+def _short(value, n: int = 60) -> str:
+    """repr of a value, cut to n characters (a 5,000-digit --set value is not echoed whole); never raises."""
+    try:
+        text = repr(value)
+    except ValueError:   # an int beyond Python's int-to-str digit limit
+        text = f"<an integer of more than {sys.get_int_max_str_digits() if hasattr(sys, 'get_int_max_str_digits') else 4300} digits>"
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def from_dict(cls, data: dict, prefix: str = ""):
     """Build dataclass `cls` from a (possibly nested) dict; unknown keys are errors."""
     if not isinstance(data, dict):
-        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a table of settings, got {data!r:.40}")
+        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a table of settings, got {_short(data, 40)}")
     types = _field_types(cls)
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in types:
-            raise UserError(f"unknown setting {full!r}; known: {', '.join(sorted(prefix + k for k in types))}")
+            raise UserError(f"unknown setting {_short(full)}; known: {', '.join(sorted(prefix + k for k in types))}")
         typ = types[key]
         if dataclasses.is_dataclass(typ):
             kwargs[key] = from_dict(typ, value, prefix=f"{full}.")
@@ -134,17 +147,43 @@ def load_config_file(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such config file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes, too large for a config file "
+                        f"(at most {MAX_CONFIG_BYTES:,})")
     text = path.read_bytes()
     try:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
             data = tomllib.loads(text.decode())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: malformed config ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed config (nested too deeply)") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        # ValueError: an integer beyond Python's int-str digit limit (json and tomllib raise it bare)
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise UserError(f"{path}: malformed config ({_short(msg, 100)})") from None
+    _check_depth(data, path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a table of settings")
     return data
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file larger than 1 MiB is refused unread."""
+MAX_DEPTH = 8
+"""Settings nest at most two tables deep (rm.lr); deeper data is refused before anything walks it recursively."""
+
+
+def _check_depth(data, path) -> None:
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise UserError(f"{path}: settings nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
 
 
 def config_hash(*parts) -> str:

@@ -14,6 +14,8 @@ Conventions
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..registry import Registry
@@ -376,9 +378,13 @@ class AdaptiveKLController:
         return {"beta": self.beta, "target": self.target, "horizon": self.horizon}
 
     def load_state_dict(self, state: dict) -> None:
-        self.beta = float(state["beta"])
-        self.target = float(state.get("target", self.target))
-        self.horizon = float(state.get("horizon", self.horizon))
+        """Restore a saved state (ValueError for a non-finite or negative beta, a target or horizon <= 0)."""
+        beta = _finite_beta(state)
+        target = float(state.get("target", self.target))
+        horizon = float(state.get("horizon", self.horizon))
+        if not (math.isfinite(target) and target > 0 and math.isfinite(horizon) and horizon > 0):
+            raise ValueError(f"KL controller target ({target}) and horizon ({horizon}) must be positive and finite")
+        self.beta, self.target, self.horizon = beta, target, horizon
 
 
 class FixedKLController:
@@ -394,7 +400,18 @@ class FixedKLController:
         return {"beta": self.beta}
 
     def load_state_dict(self, state: dict) -> None:
-        self.beta = float(state["beta"])
+        self.beta = _finite_beta(state)
+
+
+def _finite_beta(state) -> float:
+    """The saved beta, refused if it is missing, not a number, non-finite or negative (a NaN beta would silently
+    turn the KL term off: every `beta > 0` test is false)."""
+    if not isinstance(state, dict) or isinstance(state.get("beta"), bool):
+        raise ValueError("KL controller state is not a table with a numeric beta")
+    beta = float(state["beta"])
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"KL controller beta must be finite and >= 0, got {beta}")
+    return beta
 
 
 # ----------------------------------------------------------------------------------------------------------------

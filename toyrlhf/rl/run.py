@@ -2,6 +2,8 @@
 with Ctrl-C / SIGTERM handled between steps so that an interrupted run keeps everything and can be resumed."""
 from __future__ import annotations
 
+import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,7 +17,7 @@ from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, f
                     load_npz, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
 from ..settings import to_dict
 from .exact_metrics import training_metrics
-from .trainer import Trainer, build_models, config_from_run
+from .trainer import Trainer, build_models, check_same_run, config_from_run
 
 # Interrupted, NumericalError and deferred_signals live in toyrlhf.runs (the supervised stages use them too);
 # they are re-exported here for `from toyrlhf.rl.run import Interrupted`.
@@ -65,12 +67,14 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
 
         models = build_models(cfg, upstream_progress)
         trainer = Trainer(cfg, models)
+        trainer.should_stop = lambda: flag["signal"] is not None
         if exact:
             trainer.exact_fn = training_metrics(cfg)
         if resume:
             if ckpt.exists():
                 trainer.load_state(ckpt)
-            MetricsLog.records_upto(run_dir / "metrics.jsonl", trainer.step_count)   # check before changing
+            check_metrics_lines(run_dir / "metrics.jsonl",
+                                MetricsLog.records_upto(run_dir / "metrics.jsonl", trainer.step_count))
             if trainer.step_count > cfg.steps:
                 raise UserError(f"{run_dir}: the checkpoint is at step {trainer.step_count}, past the run's "
                                 f"{cfg.steps} steps")
@@ -94,6 +98,10 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
                 except NumericalError as e:
                     raise NumericalError(f"{e}; run stopped, the last good checkpoint (step {last_good}) is kept in "
                                          f"{ckpt} (try a lower lr)") from None
+                except Interrupted as e:   # a signal inside a long step: the step's state is half-made, not saved
+                    raise Interrupted(f"{signal_name(flag['signal'])}: {e}; the checkpoint of step {last_good} is "
+                                      f"kept (later steps are recomputed on resume); continue with: toyrlhf run "
+                                      f"--resume {run_dir}") from None
                 log.write(metrics)
                 if progress:
                     progress(trainer.step_count, metrics)
@@ -116,7 +124,7 @@ def precheck_checkpoint(path: Path, cfg: RLConfig) -> None:
     """Cheap checks of an RL checkpoint against the run's configuration (kind, model shape, critic), so that a
     wrong file is a one-line UserError before the upstream models are built. `Trainer.load_state` checks the rest."""
     z = load_npz(path, required=("step", "policy", "reference", "model_config", "rng", "opt_m", "opt_v", "opt_t",
-                                 "kl_ctl"))
+                                 "kl_ctl", "config"))
     if "kind" in z and str(z["kind"]) != "rl":
         raise UserError(f"{path}: holds a {z['kind']} model, not an RL run's checkpoint")
     try:
@@ -135,9 +143,32 @@ def precheck_checkpoint(path: Path, cfg: RLConfig) -> None:
         raise UserError(f"{path}: corrupt checkpoint (step is not a number)") from None
     if step > cfg.steps:
         raise UserError(f"{path}: the checkpoint is at step {step}, past the run's {cfg.steps} steps")
+    try:
+        check_same_run(z, cfg)
+    except ValueError as e:
+        raise UserError(f"{path}: checkpoint {str(e).splitlines()[0]}") from None
     if ("critic" in z) != cfg.uses_critic:
         raise UserError(f"{path}: checkpoint {'holds' if 'critic' in z else 'lacks'} a value model (critic), but the "
                         f"run's algorithm {'uses none' if 'critic' in z else 'needs one'}")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_metrics_lines(path: Path, lines: list[str]) -> None:
+    """The kept metrics.jsonl records, checked up front on resume: each has an integer step (not a boolean) and a
+    finite numeric time_s (summarize reads it when the run ends). UserError naming the first bad line."""
+    for i, line in enumerate(lines, 1):
+        try:
+            r = json.loads(line)
+        except (ValueError, RecursionError):
+            raise UserError(f"{path}: line {i} is not a JSON record; cannot resume") from None
+        if not isinstance(r, dict) or type(r.get("step")) is not int:
+            raise UserError(f"{path}: line {i} has no integer step; cannot resume")
+        t = r.get("time_s")
+        if not (_is_number(t) and math.isfinite(t) and t >= 0):
+            raise UserError(f"{path}: line {i} (step {r['step']}) has no numeric time_s; cannot resume")
 
 
 def _stopped(flag, trainer: Trainer, cfg: RLConfig, run_dir: Path) -> str:

@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..model import TinyLM
 from ..optim import Adam, clip_grad_norm
 from ..reward_model import cached_reward_model
-from ..runs import NumericalError, from_json_array, json_array, load_npz, read_json, save_npz
+from ..runs import Interrupted, NumericalError, from_json_array, json_array, load_npz, read_json, save_npz
 from ..settings import from_dict, to_dict
 from ..tasks import get_task
 from . import advantages as adv_mod
@@ -93,6 +93,9 @@ class Targets:
 class Trainer:
     """Holds the models, optimizers, KL controller and RNG of one run; `step()` does one RL step."""
 
+    should_stop: Callable[[], bool] | None = None
+    """Set by the caller (rl/run.py): true once a stop signal arrived; checked between dynamic-sampling rollouts."""
+
     def __init__(self, cfg: RLConfig, models: Models):
         self.cfg = cfg
         self.task = get_task(cfg.task)
@@ -121,9 +124,11 @@ class Trainer:
             return ro, ro
         kept = [ro.select_groups(np.flatnonzero(~adv_mod.zero_std_groups(ro.reward, cfg.group_size)))]
         have = kept[0].n_groups
-        for _ in range(cfg.max_resample):
+        for _ in range(cfg.max_resample):     # at most config.MAX_RESAMPLE
             if have >= cfg.prompts_per_step:
                 break
+            if self.should_stop is not None and self.should_stop():   # a signal: do not defer it to the step's end
+                raise Interrupted(f"stopped during step {self.step_count + 1} (dynamic sampling)")
             more = rollout(m.policy, m.reference, self.task, self.reward_fn, cfg.prompts_per_step,
                            cfg.group_size, self.rng, cfg.temperature)
             part = more.select_groups(np.flatnonzero(~adv_mod.zero_std_groups(more.reward, cfg.group_size)))
@@ -335,10 +340,16 @@ class Trainer:
                 raise ValueError("non-finite or non-float weights or optimizer state")
             if step < 0 or int(opt["t"]) < 0 or (critic_opt is not None and int(critic_opt["t"]) < 0):
                 raise ValueError("negative step or optimizer count")
+            if np.any(opt["v"] < 0) or (critic_opt is not None and np.any(critic_opt["v"] < 0)):
+                raise ValueError("negative Adam second moment (v is a running mean of squares)")
+            check_same_run(z, self.cfg)
             probe = np.random.default_rng()
-            probe.bit_generator.state = rng_state          # validates the RNG state without touching ours
+            try:
+                probe.bit_generator.state = rng_state      # validates the RNG state without touching ours
+            except Exception as e:  # noqa: BLE001 - numpy raises ValueError, TypeError, KeyError, OverflowError...
+                raise ValueError(f"corrupt RNG state ({e.__class__.__name__})") from None
             type(self.kl_ctl)(1.0, 1.0, 1.0).load_state_dict(kl_state)
-        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError, json.JSONDecodeError) as e:
             msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
             raise UserError(f"{path}: checkpoint does not match this run ({msg})") from None
         for model, flat in flats.values():
@@ -349,6 +360,34 @@ class Trainer:
         self.rng.bit_generator.state = rng_state
         self.kl_ctl.load_state_dict(kl_state)
         self.step_count = step
+
+
+RESUMABLE_CHANGES = ("steps",)
+"""Settings a resumed run may change (`toyrlhf run --resume DIR --steps N` extends it); any other difference between
+a checkpoint's config and the run's means the checkpoint (or config.json) belongs to another run."""
+
+
+def check_same_run(z: dict, cfg: RLConfig) -> None:
+    """ValueError unless checkpoint arrays `z` were written by a run with `cfg`'s settings (apart from
+    RESUMABLE_CHANGES): a checkpoint of another seed or task of the same shape, or another run's config.json."""
+    if "config" not in z:
+        raise ValueError("no config in the checkpoint")
+    saved = from_json_array(z["config"])
+    if not isinstance(saved, dict):
+        raise ValueError("the checkpoint's config is not a table")
+    ours = to_dict(cfg)
+    diff = sorted(k for k in set(saved) | set(ours) if k not in RESUMABLE_CHANGES and saved.get(k) != ours.get(k))
+    if "task" in z and str(z["task"]) != cfg.task and "task" not in diff:
+        diff.insert(0, "task")
+    if diff:
+        k = diff[0]
+        raise ValueError(f"written by another run: {k} {_short(saved.get(k))} in the checkpoint, {_short(ours.get(k))} "
+                         f"in config.json" + (f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""))
+
+
+def _short(v) -> str:
+    text = json.dumps(v, sort_keys=True) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _split(ro: Rollout, task):

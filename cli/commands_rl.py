@@ -1,11 +1,13 @@
 """`toyrlhf run ALGO | run --resume DIR | algos`: RL from the cached SFT (and reward) models."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
-from toyrlhf import stages
+from toyrlhf import budget, stages
+from toyrlhf.locks import folder_lock
 from toyrlhf.settings import from_dict, load_config_file, parse_set_options, to_dict, with_overrides
 from toyrlhf.errors import UserError
 from toyrlhf.config import RLConfig
@@ -13,6 +15,7 @@ from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
 from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS
 from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS
 from toyrlhf.rl.surrogates import SURROGATES
+from toyrlhf.rl.run import resume_config, train
 from toyrlhf.runs import prepare_run_dir
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
@@ -88,10 +91,26 @@ def check_against_task(cfg: RLConfig) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out folder.")
 def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume, overwrite):
     """Train a policy with an RL algorithm (ppo, grpo, dr_grpo, dapo, rloo, reinforce, gspo)."""
-    from toyrlhf.rl.run import resume_config, train
 
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be a positive integer, got {steps}")
+    with contextlib.ExitStack() as stack:
+        cfg, run_dir, exact = _prepare(stack, algo, task, steps, seed, out, config_file, overrides, exact, resume,
+                                       overwrite)
+        summary = _train(cfg, run_dir, resume, exact)
+    rows = [("models in memory", ", ".join(f"{k} {v:,}" for k, v in summary["models"].items()))]
+    for key, label_ in (("reward", "reward (optimised)"), ("gold_reward", "gold reward"), ("kl", "KL to reference"),
+                        ("response_length", "response length"), ("explained_variance", "explained variance"),
+                        ("exact_gold_reward", "exact gold reward")):
+        if f"final_{key}" in summary and summary[f"final_{key}"] is not None:
+            rows.append((label_, f"{_num(summary.get(f'initial_{key}'))} -> {_num(summary[f'final_{key}'])}"))
+    rows.append(("wall time", f"{summary['wall_time_s']:.2f} s ({summary['step_time_ms']:.2f} ms/step)"))
+    echo_summary(f"{cfg.algo} on {cfg.task}, {summary['steps']} steps, seed {cfg.seed} -> {run_dir}", rows)
+
+
+def _prepare(stack, algo, task, steps, seed, out, config_file, overrides, exact, resume, overwrite):
+    """The run's config and its locked run folder: every check (settings, time and memory bounds, a folder another
+    process is using) before anything is written."""
     if resume:
         if algo or config_file or task or seed is not None or overrides or out or overwrite:
             raise UserError("--resume takes the run folder only (its config.json holds the settings; "
@@ -99,18 +118,28 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
         run_dir = Path(resume)
         if not run_dir.is_dir():
             raise UserError(f"{run_dir}: no such run folder")
+        stack.enter_context(folder_lock(run_dir))
         cfg = resume_config(run_dir)
         check_against_task(cfg)
         stages.cache_dir()
         if steps is not None and steps != cfg.steps:
             cfg = with_overrides(cfg, {"steps": steps})
+        budget.check_rl(cfg)
     else:
         cfg = resolve_config(algo, config_file=config_file, task=task, steps=steps, seed=seed, overrides=overrides)
         if exact and cfg.exact_every == 0:
             cfg = with_overrides(cfg, {"exact_every": 10})
+        budget.check_rl(cfg)   # work that cannot finish in 24 h or fit in memory: refused before anything is written
         stages.cache_dir()   # a stage cache we cannot write: one line, before the run folder is made
+        if out is not None:   # lock first, so that two runs with the same --out cannot both find it empty
+            stack.enter_context(folder_lock(out))
         run_dir = prepare_run_dir(out, f"{cfg.algo}-{cfg.task}-s{cfg.seed}", overwrite=overwrite)
-    exact = exact or (resume is not None and cfg.exact_every > 0)
+        if out is None:
+            stack.enter_context(folder_lock(run_dir))
+    return cfg, run_dir, exact or (resume is not None and cfg.exact_every > 0)
+
+
+def _train(cfg, run_dir, resume, exact) -> dict:
     label = f"{cfg.algo} on {cfg.task}"
     with progress_bar(cfg.pretrain.steps + cfg.sft.steps + cfg.rm.steps, "upstream models (cached after)",
                       ("loss",)) as build_bar:
@@ -120,16 +149,8 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
 
         with progress_bar(cfg.steps, label, ("reward", "gold_reward", "kl")) as bar:
             # Interrupted (exit 130) and NumericalError (exit 3) are reported by toyrlhf.cli.main
-            summary = train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=build_progress,
-                            exact=exact)
-    rows = [("models in memory", ", ".join(f"{k} {v:,}" for k, v in summary["models"].items()))]
-    for key, label_ in (("reward", "reward (optimised)"), ("gold_reward", "gold reward"), ("kl", "KL to reference"),
-                        ("response_length", "response length"), ("explained_variance", "explained variance"),
-                        ("exact_gold_reward", "exact gold reward")):
-        if f"final_{key}" in summary and summary[f"final_{key}"] is not None:
-            rows.append((label_, f"{_num(summary.get(f'initial_{key}'))} -> {_num(summary[f'final_{key}'])}"))
-    rows.append(("wall time", f"{summary['wall_time_s']:.2f} s ({summary['step_time_ms']:.2f} ms/step)"))
-    echo_summary(f"{cfg.algo} on {cfg.task}, {summary['steps']} steps, seed {cfg.seed} -> {run_dir}", rows)
+            return train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=build_progress,
+                         exact=exact)
 
 
 KNOB_REGISTRIES = {"advantage": ADVANTAGE_ESTIMATORS, "ratio": SURROGATES, "aggregation": AGGREGATIONS,

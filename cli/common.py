@@ -41,14 +41,37 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+class OutputLost(Exception):
+    """The command's work is finished and saved, but its summary could not be written to stdout (a full device, a
+    closed pipe): toyrlhf.cli.main says so on one stderr line and exits 0 (a closed pipe: quietly)."""
+
+    def __init__(self, message: str, broken_pipe: bool = False):
+        super().__init__(message)
+        self.broken_pipe = broken_pipe
+
+
+@contextlib.contextmanager
+def finished_output(what: str):
+    """Around the output a command prints after its work is saved: a failing stdout becomes OutputLost."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise OutputLost(what, broken_pipe=True) from None
+    except OSError as e:
+        raise OutputLost(f"{what}; its summary could not be written to standard output "
+                         f"({e.strerror or e.__class__.__name__})") from None
+
+
 def echo_summary(title: str, rows: list[tuple[str, object]]) -> None:
-    """The short summary every command ends with: a title and aligned key: value lines on stdout."""
-    click.echo(title)
-    width = max((len(k) for k, _ in rows), default=0)
-    for k, v in rows:
-        if isinstance(v, float):
-            v = f"{v:.4g}"
-        click.echo(f"  {k:<{width}}  {v}")
+    """The short summary every command ends with: a title and aligned key: value lines on stdout. Called once the
+    work is saved: a stdout that cannot take it (full device, closed pipe) raises OutputLost."""
+    with finished_output(f"done and saved ({title})"):
+        click.echo(title)
+        width = max((len(k) for k, _ in rows), default=0)
+        for k, v in rows:
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            click.echo(f"  {k:<{width}}  {v}")
 
 
 def set_option(f):

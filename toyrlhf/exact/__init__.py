@@ -7,6 +7,7 @@ finite sum over them, and uniform averages over the task's prompts (the prompt d
     enumeration.py   the prefix tree, ``Enumeration`` (every completion with its exact log-probability), rescoring
     expectations.py  E_pi[f], KL(pi||ref), KL(ref||pi), entropy and their exact gradients; pass@k, best-of-n
     estimators.py    the exact expected gradient of each policy-gradient and KL estimator of ``rl/``
+    optimum.py       the KL-regularised optimum pi* = pi_ref exp(r/beta)/Z, its frontier, best-of-n on its axes
 
 The engine imports only ``tokens``, ``model``, ``errors`` and the pure-NumPy ``rl/advantages.py`` and
 ``rl/losses.py``: never the stages, the presets, the reward model or the trainer. The `toyrlhf check` report built
@@ -22,6 +23,8 @@ from .estimators import (expected_advantage, expected_kl_loss_gradient,
 from .expectations import (best_of_n, best_of_n_kl, best_of_n_kl_bound, entropy, expectation, grad_entropy,
                            grad_expectation, grad_forward_kl, grad_reverse_kl, grad_token_weights, kl_divergences,
                            pass_at_k, per_prompt, sequence_weights)
+from .optimum import (Optimum, best_of_n_point, frontier, frontier_reward_at, optimal_policy, optimum,
+                      total_variation)
 
 __all__ = [
     "MAX_SEQUENCES",
@@ -53,4 +56,11 @@ __all__ = [
     "best_of_n",
     "best_of_n_kl",
     "best_of_n_kl_bound",
+    "Optimum",
+    "optimal_policy",
+    "optimum",
+    "frontier",
+    "frontier_reward_at",
+    "total_variation",
+    "best_of_n_point",
 ]

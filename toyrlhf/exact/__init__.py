@@ -8,6 +8,7 @@ finite sum over them, and uniform averages over the task's prompts (the prompt d
     expectations.py  E_pi[f], KL(pi||ref), KL(ref||pi), entropy and their exact gradients; pass@k, best-of-n
     estimators.py    the exact expected gradient of each policy-gradient and KL estimator of ``rl/``
     optimum.py       the KL-regularised optimum pi* = pi_ref exp(r/beta)/Z, its frontier, best-of-n on its axes
+    voting.py        exact maj@k (majority vote over final answers, ties at random) and pass@k curves
 
 The engine imports only ``tokens``, ``model``, ``errors`` and the pure-NumPy ``rl/advantages.py`` and
 ``rl/losses.py``: never the stages, the presets, the reward model or the trainer. The `toyrlhf check` report built
@@ -25,6 +26,7 @@ from .expectations import (best_of_n, best_of_n_kl, best_of_n_kl_bound, entropy,
                            pass_at_k, per_prompt, sequence_weights)
 from .optimum import (Optimum, best_of_n_point, frontier, frontier_reward_at, optimal_policy, optimum,
                       total_variation)
+from .voting import answer_distribution, maj_at_k, maj_at_k_from_probs, pass_at_k_curve
 
 __all__ = [
     "MAX_SEQUENCES",
@@ -63,4 +65,8 @@ __all__ = [
     "frontier_reward_at",
     "total_variation",
     "best_of_n_point",
+    "answer_distribution",
+    "maj_at_k",
+    "maj_at_k_from_probs",
+    "pass_at_k_curve",
 ]

@@ -35,7 +35,9 @@ LAYERS = {
         "toyrlhf.runs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
         "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms", "toyrlhf.rl.rollout"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",
-        "toyrlhf.rl.run", "toyrlhf.rl.exact_metrics", "toyrlhf.check", "toyrlhf.check.*"],
+        "toyrlhf.rl.run", "toyrlhf.rl.exact_metrics", "toyrlhf.rl.exact_eval", "toyrlhf.rl.exact_update",
+        "toyrlhf.check", "toyrlhf.check.*", "toyrlhf.api",
+        "toyrlhf.sweep", "toyrlhf.sweep.*"],
     4: ["toyrlhf.__main__", "toyrlhf.cli", "toyrlhf.cli.*"],
 }
 

@@ -249,6 +249,9 @@ class RLConfig:
     """Weights of the task's reward components for rule rewards, e.g. 'accuracy=1,format=0.2' (default: the task's)."""
     exact_every: int = 0
     """With --exact: compute exact_* metrics by enumeration every N steps."""
+    update: str = "sample"
+    """'sample': each step's update is estimated from its rollouts; 'exact': its exact expectation over rollouts,
+    the infinite-batch limit (on-policy settings, mu = 1, on tasks the exact engine enumerates; rl/exact_update.py)."""
     checkpoint_every: int = 50
     """Write checkpoint.npz every N steps (and at the end or on interrupt)."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -310,6 +313,8 @@ class RLConfig:
             raise ValueError("value_clip must be > 0 or none")
         if self.max_resample < 0 or self.overlong_cache < 0:
             raise ValueError("max_resample and overlong_cache must be >= 0")
+        if self.update not in ("sample", "exact"):
+            raise ValueError(f"update must be 'sample' or 'exact', got {self.update!r}")
         if self.max_resample > MAX_RESAMPLE:
             raise ValueError(f"max_resample must be <= {MAX_RESAMPLE} (extra rollouts per step), got {self.max_resample}")
         for name, w in parse_weights(self.reward_weights).items():

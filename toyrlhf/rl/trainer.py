@@ -31,7 +31,7 @@ from ..runs import Interrupted, NumericalError, from_json_array, json_array, loa
 from ..settings import from_dict, to_dict
 from ..tasks import get_task
 from . import advantages as adv_mod
-from . import losses, surrogates
+from . import exact_update, losses, surrogates
 from .rollout import RewardFn, Rollout, rollout
 
 
@@ -110,6 +110,8 @@ class Trainer:
         self.rng = np.random.default_rng([cfg.seed, 4])
         self.step_count = 0
         self.exact_fn: Callable | None = None     # set by `toyrlhf run --exact` (toyrlhf.exact)
+        if cfg.update == "exact":                   # `--set update=exact`: expected updates (rl/exact_update.py)
+            exact_update.check_config(cfg, self.task)
 
     # ------------------------------------------------------------------ rollout
     def collect(self) -> tuple[Rollout, Rollout]:
@@ -248,6 +250,8 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def step(self) -> dict:
         """One RL step: the module docstring's pseudocode, line by line."""
+        if self.cfg.update == "exact":
+            return exact_update.exact_step(self)
         t0 = time.perf_counter()
         beta = self.kl_ctl.beta                                           # this step's beta, before the controller
         ro, raw = self.collect()

@@ -57,7 +57,10 @@ def format_table(report) -> list[str]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the upstream models and of the draws.")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None,
               help="Also draw the table as a figure (.png, .svg or .pdf).")
-def check_cmd(task, samples, seed, figure):
+@click.option("--all-algos", "all_algos", is_flag=True,
+              help="Also every registered advantage estimator outside the classic four (REINFORCE++, ReMax, GPG, "
+                   "OPO, pass@k, ...) and the k3+ / ratio-corrected k3 KL rows.")
+def check_cmd(task, samples, seed, figure, all_algos):
     """Exact expectations and gradients vs Monte-Carlo estimates of the project's estimators (KL k1/k2/k3 as
     values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients; the Bayes ceiling of the
     reward model's preference pairs)."""
@@ -72,8 +75,8 @@ def check_cmd(task, samples, seed, figure):
     with progress_bar(pipe.pretrain.steps + pipe.sft.steps, f"pretrain + sft {task} (cached after)",
                       ("loss",)) as bar:
         stages.cached_sft(pipe, bar)
-    with progress_bar(check.check_steps(), f"check {task}") as bar:
-        report = check.run_check(task, samples, seed, progress=bar)
+    with progress_bar(check.check_steps(all_algos), f"check {task}") as bar:
+        report = check.run_check(task, samples, seed, progress=bar, all_algos=all_algos)
     info = report.info
     click.echo(f"toyrlhf check: task {task}, pi = SFT model, pi_ref = SFT weights moved "
                f"{info['ref_mix']:g} of the way back to the pretrained weights")

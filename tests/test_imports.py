@@ -33,7 +33,8 @@ LAYERS = {
     1: ["toyrlhf.model", "toyrlhf.optim"],
     2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
-        "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms", "toyrlhf.rl.rollout"],
+        "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
+        "toyrlhf.rl.rollout"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",
         "toyrlhf.rl.run", "toyrlhf.rl.exact_metrics", "toyrlhf.rl.exact_eval", "toyrlhf.rl.exact_update",
         "toyrlhf.check", "toyrlhf.check.*", "toyrlhf.api",
@@ -42,7 +43,8 @@ LAYERS = {
 }
 
 ENGINE_MAY_IMPORT = {"toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels",
-                     "toyrlhf.model", "toyrlhf.rl", "toyrlhf.rl.advantages", "toyrlhf.rl.losses"}
+                     "toyrlhf.model", "toyrlhf.rl", "toyrlhf.rl.advantages", "toyrlhf.rl.advantages_baselines",
+                     "toyrlhf.rl.losses"}
 """What `import toyrlhf.exact...` may load (directly or not), besides the engine's own modules."""
 
 ENGINE_NEVER = ("toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.algorithms", "toyrlhf.rl.trainer",

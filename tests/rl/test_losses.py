@@ -346,8 +346,38 @@ def test_kl_k3_gradient_is_one_minus_ref_over_pi_and_estimators_are_nonnegative_
     for name, fn in KL_ESTIMATORS.items():
         k, d = fn(logp, ref)
         h = 1e-6
-        fd = (fn(logp + h, ref)[0] - fn(logp - h, ref)[0]) / (2 * h)
+        # a straight-through estimator (k3+) returns the gradient of another estimator's value (k2)
+        value = KL_ESTIMATORS[KL_ESTIMATORS[name].gradient_of or name].fn
+        fd = (value(logp + h, ref)[0] - value(logp - h, ref)[0]) / (2 * h)
         assert np.max(np.abs(fd - d)) / np.max(np.abs(d)) <= 1e-6, name
+
+
+def test_k3_plus_has_the_value_of_k3_and_the_gradient_of_k2():
+    rng = np.random.default_rng(9)
+    logp, ref = rng.normal(-2, 1, 20), rng.normal(-2, 1, 20)
+    k, d = KL_ESTIMATORS["k3+"].fn(logp, ref)
+    np.testing.assert_array_equal(k, kl_k3(logp, ref)[0])
+    np.testing.assert_array_equal(d, kl_k2(logp, ref)[1])
+
+
+def test_ratio_corrected_kl_loss_gradient_matches_finite_differences_and_is_k2_on_policy():
+    """DeepSeek-V3.2 / TRL use_bias_correction_kl: loss = aggregate(rho * k3); float64 central differences."""
+    rng = np.random.default_rng(10)
+    mask = ragged_mask(rng, 5)
+    logp = np.where(mask, np.log(rng.uniform(0.05, 0.95, mask.shape)), 0.0)
+    ref = np.where(mask, np.log(rng.uniform(0.05, 0.95, mask.shape)), 0.0)
+    old = np.where(mask, logp + rng.normal(0, 0.3, mask.shape), 0.0)
+    f = lambda lp: kl_loss(lp, ref, mask, estimator="k3", old_logp=old)[0]
+    _, g = kl_loss(logp, ref, mask, estimator="k3", old_logp=old)
+    h = 1e-6
+    for b, t in zip(*np.nonzero(mask)):
+        e = np.zeros_like(logp)
+        e[b, t] = h
+        assert g[b, t] == pytest.approx((f(logp + e) - f(logp - e)) / (2 * h), rel=1e-6, abs=1e-10)
+    assert not g[~mask].any()
+    _, g_on = kl_loss(logp, ref, mask, estimator="k3", old_logp=logp)
+    _, g_k2 = kl_loss(logp, ref, mask, estimator="k2")
+    np.testing.assert_allclose(g_on, g_k2, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])

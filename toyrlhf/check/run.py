@@ -22,6 +22,7 @@ from ..exact import (Enumeration, check_size, enumerate_task, expectation, expec
 from ..model import TinyLM
 from ..rl import advantages as adv_mod
 from ..rl import losses
+from ..rl.rollout import greedy_decode
 from ..rl.surrogates import policy_loss
 from ..tasks import Task, get_task
 from .draws import Draws, TokenPairs, mean_se
@@ -37,18 +38,31 @@ KL_VARIANTS = [  # (label, estimator, level, kind)
     ("k3 as loss, per sequence", "k3", "sequence", "loss"),
     ("k1 in reward (REINFORCE)", "k1", "sequence", "reward"),
 ]
+KL_VARIANTS_MORE = [  # only with all_algos (`toyrlhf check --all-algos`)
+    ("k3+ as loss, per token (verl)", "k3+", "token", "loss"),
+    ("k3*rho as loss, per token (V3.2)", "k3", "token", "loss-is"),
+]
+"""verl's straight-through k3+ (value of k3, gradient of k2) and the importance-ratio-corrected k3 of DeepSeek-V3.2
+(TRL ``use_bias_correction_kl``; on-policy the ratio is 1 but carries its gradient)."""
 KL_NAMES = {"rev": "KL(pi||ref)", "fwd": "KL(ref||pi)"}
 
 
-def pg_estimators() -> list:
+def kl_variants(all_algos: bool = False) -> list:
+    return KL_VARIANTS + (KL_VARIANTS_MORE if all_algos else [])
+
+
+def pg_estimators(all_algos: bool = False) -> list:
     """The sequence-level advantage estimators of the registry, each with the aggregation its paper pairs it with:
-    one policy-gradient row each (a newly registered estimator gets its row without other edits)."""
-    return [e for e in adv_mod.ADVANTAGE_ESTIMATORS.values() if e.level == "sequence" and e.aggregation]
+    one policy-gradient row each (a newly registered estimator gets its row without other edits). Entries with
+    ``in_default_check=False`` (the library variants of rl/advantages_baselines.py) only with `all_algos`."""
+    return [e for e in adv_mod.ADVANTAGE_ESTIMATORS.values() if e.level == "sequence" and e.aggregation
+            and (all_algos or e.in_default_check)]
 
 
-def check_steps() -> int:
-    """Progress ticks of run_check: KL section 4 + 6, policy gradients 2 + one per estimator, preferences 1."""
-    return 4 + 6 + 2 + len(pg_estimators()) + 1
+def check_steps(all_algos: bool = False) -> int:
+    """Progress ticks of run_check: KL section 4 + one per KL variant, policy gradients 2 + one per estimator,
+    preferences 1."""
+    return 4 + len(kl_variants(all_algos)) + 2 + len(pg_estimators(all_algos)) + 1
 """Progress ticks of run_check."""
 
 
@@ -59,6 +73,7 @@ class _Context:
                  samples: int, progress: Callable | None):
         self.task, self.policy, self.reference, self.sft_path = task, policy, reference, sft_path
         self.rng, self.samples, self.progress, self.steps = rng, samples, progress, 0
+        self.all_algos = False
         self.prompts = task.prompts()
         self.enum: Enumeration = enumerate_task(policy, task)
 
@@ -70,7 +85,7 @@ class _Context:
 
 def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_size: int = 8, pg_prompts: int = 4,
               kl_batch: int = 16, ref_mix: float = 0.5, pipeline=None, progress: Callable | None = None,
-              build_progress: Callable | None = None) -> CheckReport:
+              build_progress: Callable | None = None, all_algos: bool = False) -> CheckReport:
     """Exact values and gradients against Monte-Carlo estimates built from the project's own estimator code.
 
     pi = the task's SFT model (stage cache); pi_ref = the SFT weights moved `ref_mix` of the way back to the
@@ -87,9 +102,12 @@ def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_
     Per-draw gradients are reduced to their projections on the unit target gradients (``directional_logp``); the
     mean gradient over draws goes through ``model.logp_backward``. Log-probs and gradients of the sampled tokens
     are computed once per distinct (window, token) pair (``TokenPairs``): the same numbers, regrouped.
+    `all_algos` adds the rows of every registered estimator (``in_default_check=False`` ones too) and of the KL
+    variants of ``KL_VARIANTS_MORE``; the default rows and their numbers are the same either way.
     """
     t_start = time.perf_counter()
     ctx = _setup(task, samples, seed, ref_mix, pipeline, progress, build_progress)
+    ctx.all_algos = bool(all_algos)
     kl_rows, kl_info = _kl_section(ctx, int(kl_batch))
     pg_rows, pg_info = _policy_gradient_section(ctx, int(group_size), int(pg_prompts))
     pref_rows, n_pairs = _preference_section(ctx)
@@ -130,8 +148,9 @@ def _kl_section(ctx: _Context, B: int) -> tuple[list, dict]:
                "fwd": ("grad KL(ref||pi)", grad_forward_kl(policy, enum, ref))}
     u = {key: unit(g) for key, (_, g) in targets.items()}
     expected = {label: (expected_kl_reward_gradient(policy, enum, ref, est) if kind == "reward"
-                        else expected_kl_loss_gradient(policy, enum, ref, est, level))
-                for label, est, level, kind in KL_VARIANTS}
+                        else expected_kl_loss_gradient(policy, enum, ref, est, level,
+                                                       ratio_corrected=kind == "loss-is"))
+                for label, est, level, kind in kl_variants(ctx.all_algos)}
     ctx.tick()
     values, mc = _kl_monte_carlo(ctx, u, B)
     rows = []
@@ -160,14 +179,14 @@ def _kl_monte_carlo(ctx: _Context, u: dict, B: int) -> tuple[dict, dict]:
     seq, seq_ref = logp.sum(axis=1)[:, None], ref_logp.sum(axis=1)[:, None]
     ones = np.ones((len(seq), 1), dtype=bool)
     mc = {}
-    for label, est, level, kind in KL_VARIANTS:
+    for label, est, level, kind in kl_variants(ctx.all_algos):
         if kind == "reward":
             shaped = losses.kl_penalty_rewards(logp, ref_logp, s.mask, 1.0, est)
             adv = adv_mod.broadcast_to_tokens(shaped.sum(axis=1), s.mask)
             _, dlogp, _ = policy_loss(logp, logp, adv, s.mask, aggregation="seq-mean-token-sum", n_seqs=B)
         elif level == "token":
             _, dlogp = losses.kl_loss(logp, ref_logp, s.mask, estimator=est, aggregation="seq-mean-token-sum",
-                                      n_seqs=B)
+                                      n_seqs=B, old_logp=logp if kind == "loss-is" else None)
         else:
             _, dseq = losses.kl_loss(seq, seq_ref, ones, estimator=est, aggregation="seq-mean-token-sum", n_seqs=B)
             dlogp = adv_mod.broadcast_to_tokens(dseq[:, 0], s.mask)
@@ -179,7 +198,7 @@ def _kl_monte_carlo(ctx: _Context, u: dict, B: int) -> tuple[dict, dict]:
 def _kl_gradient_rows(expected: dict, mc: dict, targets: dict, u: dict) -> list:
     """Two rows per KL_VARIANTS label (one per target direction), each verdict told the other direction."""
     rows = []
-    for label, *_ in KL_VARIANTS:
+    for label in expected:
         E = expected[label]
         per, mean_vec = mc[label]
         for key in ("rev", "fwd"):
@@ -215,13 +234,19 @@ def _policy_gradient_section(ctx: _Context, G: int, pg_prompts: int) -> tuple[li
     r_sub = reward_of(*sub.split())
     g_true = grad_expectation(policy, sub, r_sub)
     Bpg = len(chosen) * G
-    ests = pg_estimators()
+    ests = pg_estimators(ctx.all_algos)
+    greedy_sub = None
+    if any("greedy_reward" in e.inputs for e in ests):      # ReMax: each chosen prompt's greedy completion
+        g_tok, _ = greedy_decode(policy, ctx.prompts[chosen], tsk.max_new_tokens)
+        greedy_r = reward_of(*tk.split(g_tok, tsk.prompt_len))                 # (K,)
+        ctx.greedy_r, greedy_sub = greedy_r, greedy_r[sub.prompt_index]
     hp = adv_mod.AdvantageSettings()
     E_pg, why = {}, {}
     for e in ests:
         try:
             E_pg[e.name] = expected_pg_gradient(policy, sub, r_sub, e.name, G, e.aggregation,
-                                                max_tokens=tsk.max_new_tokens, std=hp.std, eps=hp.eps)
+                                                max_tokens=tsk.max_new_tokens, std=hp.std, eps=hp.eps,
+                                                greedy_reward=greedy_sub)
         except ValueError as err:     # std-scaled advantages with a many-valued reward: no exact expectation
             E_pg[e.name], why[e.name] = None, str(err).split(":")[0]
     ctx.tick()
@@ -249,9 +274,14 @@ def _pg_monte_carlo(ctx: _Context, chosen: np.ndarray, ests: list, hp, G: int, u
     r = reward_of(*tk.split(s.tokens, ctx.task.prompt_len))
     draws = Draws(policy, pairs, {"true": pairs.directional(policy, u_true)}, samples)
     ctx.tick()
+    extra = {"lengths": tk.completion_lengths(tk.split(s.tokens, ctx.task.prompt_len)[1]).astype(np.float64)}
+    if any("greedy_reward" in e.inputs for e in ests):
+        extra["greedy_reward"] = np.tile(np.repeat(ctx.greedy_r, G), samples)
     mc = {}
     for e in ests:
-        A = np.concatenate([e.fn(x, G, hp) for x in r.reshape(samples, Bpg)])
+        kw = {k: extra[k].reshape(samples, Bpg) for k in e.inputs}
+        A = np.concatenate([e.fn(x, G, hp, **{k: v[d] for k, v in kw.items()})
+                            for d, x in enumerate(r.reshape(samples, Bpg))])
         _, dlogp, _ = policy_loss(logp, logp, adv_mod.broadcast_to_tokens(A, s.mask), s.mask,
                                          aggregation=e.aggregation, max_tokens=T, n_seqs=Bpg)
         mc[e.name] = draws.add(dlogp, sign=-1.0)     # ascent direction: -d loss / d theta

@@ -57,7 +57,8 @@ def _compositions(total: int, parts: int) -> np.ndarray:
 
 
 def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G: int, *, std: str = "population",
-                       eps: float = 1e-6, max_configs: int = 200_000) -> np.ndarray:
+                       eps: float = 1e-6, max_configs: int = 200_000,
+                       greedy_reward: np.ndarray | None = None) -> np.ndarray:
     """a(y) = E[A_i | y_i = y] (N,) for one batch made of every prompt of `enum` with G completions each.
 
     Any sequence-level estimator of ``rl.advantages.ADVANTAGE_ESTIMATORS``. Group scope (group, group_mean, rloo,
@@ -68,6 +69,11 @@ def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G
     r - mu_q; group_mean: (G-1)/G (r - mu_q)); without one (group, std-scaled) ValueError. Batch scope (reinforce:
     A_i = r_i - mean of the whole batch, B = n_prompts * G) needs the closed form: E[A_i | y] = r - (r + (G-1) mu_q
     + G sum_{q' != q} mu_q') / B.
+
+    An estimator whose ``inputs`` name ``lengths`` (OPO) is enumerated over the peers' distinct (reward, length)
+    pairs; one that reads ``greedy_reward`` (ReMax) needs it as (N,) (the reward of each row's prompt's greedy
+    completion). A batch-scope closed form may ask (``expected_kw``) for ``p_tie`` (n,), the probability that G
+    i.i.d. rewards of a prompt all tie, and ``prompt_index``.
     """
     r = np.asarray(rewards, dtype=np.float64)
     if r.shape != (enum.n,):
@@ -81,15 +87,27 @@ def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G
     probs = enum.probs
     mu = per_prompt(enum, probs * r) / per_prompt(enum, probs)                     # (n,) E[r | q]
     mq = mu[enum.prompt_index]
+    if "greedy_reward" in est.inputs:
+        if greedy_reward is None or np.shape(greedy_reward) != (enum.n,):
+            raise ValueError(f"advantage {advantage!r} needs greedy_reward ({enum.n},): each prompt's greedy reward")
     if est.scope != "group":                                                       # depends on the whole batch
         if est.expected is None:
             raise ValueError(f"advantage {advantage!r} depends on the whole batch and has no closed-form E[A | y]")
-        return est.expected(r, mq, mu, G)
+        kw = {}
+        if "p_tie" in est.expected_kw:
+            kw["p_tie"] = _tie_probability(enum, r, G)
+        if "prompt_index" in est.expected_kw:
+            kw["prompt_index"] = enum.prompt_index
+        return est.expected(r, mq, mu, G, **kw)
     hp = adv.AdvantageSettings(std=std, eps=eps)
+    with_len = "lengths" in est.inputs
     out = np.empty(enum.n)
     for q in range(enum.n_prompts):
         sl = slice(enum.offsets[q], enum.offsets[q + 1])
-        values, inverse = np.unique(r[sl], return_inverse=True)
+        keys = np.stack([r[sl], enum.lengths[sl].astype(np.float64)], axis=1) if with_len else r[sl][:, None]
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        values = uniq[:, 0]
         m = len(values)
         if comb(G - 1 + m - 1, m - 1) > max_configs:
             if est.expected is None:
@@ -107,23 +125,44 @@ def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G
         w = np.exp(logw)                                                               # (C,) multinomial probs
         peers = np.repeat(np.tile(values, len(counts)), counts.ravel()).reshape(len(counts), G - 1)
         groups = np.concatenate([np.repeat(values, len(counts))[:, None], np.tile(peers, (m, 1))], axis=1)
-        a = est.fn(groups.ravel(), G, hp).reshape(m * len(counts), G)[:, 0].reshape(m, len(counts))
+        kw = {}
+        if with_len:
+            lens = uniq[:, 1]
+            lpeers = np.repeat(np.tile(lens, len(counts)), counts.ravel()).reshape(len(counts), G - 1)
+            kw["lengths"] = np.concatenate([np.repeat(lens, len(counts))[:, None], np.tile(lpeers, (m, 1))],
+                                           axis=1).ravel()
+        if "greedy_reward" in est.inputs:
+            kw["greedy_reward"] = np.full(groups.size, float(greedy_reward[enum.offsets[q]]))
+        a = est.fn(groups.ravel(), G, hp, **kw).reshape(m * len(counts), G)[:, 0].reshape(m, len(counts))
         out[sl] = (a @ w)[inverse.ravel()]
+    return out
+
+
+def _tie_probability(enum: Enumeration, r: np.ndarray, G: int) -> np.ndarray:
+    """(n,) P(G i.i.d. rewards of prompt q all tie) = sum_v P(r = v | q)^G over the prompt's distinct rewards."""
+    out = np.empty(enum.n_prompts)
+    for q in range(enum.n_prompts):
+        sl = slice(enum.offsets[q], enum.offsets[q + 1])
+        _, inverse = np.unique(r[sl], return_inverse=True)
+        pv = np.bincount(inverse.ravel(), weights=enum.probs[sl])
+        out[q] = ((pv / pv.sum()) ** G).sum()
     return out
 
 
 def expected_sequence_coefficients(enum: Enumeration, rewards: np.ndarray, advantage: str, G: int, aggregation: str,
                                    *, max_tokens: int | None = None, std: str = "population", eps: float = 1e-6,
-                                   max_configs: int = 200_000) -> np.ndarray:
+                                   max_configs: int = 200_000, greedy_reward: np.ndarray | None = None) -> np.ndarray:
     """c(y) = h(y) a_q(y) (N,): the expected weight of grad log pi(y) in the policy-gradient estimator, so that
     E[g] = (1/n) sum_q sum_y pi(y|q) c(y) grad log pi(y|q) (see ``expected_pg_gradient``)."""
     h = sequence_scale(enum, aggregation, max_tokens)
-    return h * expected_advantage(enum, rewards, advantage, G, std=std, eps=eps, max_configs=max_configs)
+    return h * expected_advantage(enum, rewards, advantage, G, std=std, eps=eps, max_configs=max_configs,
+                                  greedy_reward=greedy_reward)
 
 
 def expected_pg_gradient(model: TinyLM, enum: Enumeration, rewards: np.ndarray, advantage: str, G: int,
                          aggregation: str, *, max_tokens: int | None = None, std: str = "population",
-                         eps: float = 1e-6, max_configs: int = 200_000) -> np.ndarray:
+                         eps: float = 1e-6, max_configs: int = 200_000,
+                         greedy_reward: np.ndarray | None = None) -> np.ndarray:
     """Exact E[g] of the on-policy policy-gradient estimator g = -d loss / d theta (an ascent direction) of
     ``rl.surrogates.policy_loss`` (ratio 1, no clipping active) with advantages ``advantage`` and the given token
     aggregation, for one batch made of every prompt of `enum` with G completions each:
@@ -134,7 +173,7 @@ def expected_pg_gradient(model: TinyLM, enum: Enumeration, rewards: np.ndarray, 
     (``grad_expectation(model, enum, rewards)``).
     """
     c = expected_sequence_coefficients(enum, rewards, advantage, G, aggregation, max_tokens=max_tokens, std=std,
-                                       eps=eps, max_configs=max_configs)
+                                       eps=eps, max_configs=max_configs, greedy_reward=greedy_reward)
     return sequence_weights(model, enum, enum.probs * c / enum.n_prompts)
 
 
@@ -163,7 +202,7 @@ def _kl_derivative(estimator: str):
 
 
 def expected_kl_loss_gradient(model: TinyLM, enum: Enumeration, ref: Enumeration, estimator: str,
-                              level: str = "token") -> np.ndarray:
+                              level: str = "token", *, ratio_corrected: bool = False) -> np.ndarray:
     """Exact E[grad of the KL estimator used as a loss] (prompt-averaged), on-policy.
 
     level="token": the estimator on every token (``rl.losses.kl_loss``, GRPO), summed over the completion:
@@ -173,11 +212,15 @@ def expected_kl_loss_gradient(model: TinyLM, enum: Enumeration, ref: Enumeration
     k' is the estimator's derivative in logp from ``rl.losses``: k1' = 1 (expected gradient 0), k2' = log pi/ref
     (sequence level: grad KL(pi||ref)), k3' = 1 - ref/pi (sequence level: grad KL(ref||pi), the forward KL).
     At token level the k2/k3 gradients miss the terms through the future states (Tang & Munos 2025).
+    ratio_corrected: the per-token KL times the on-policy importance ratio rho = pi/pi_old (= 1, with its gradient;
+    DeepSeek-V3.2, ``rl.losses.kl_loss(old_logp=...)``): the derivative k' becomes k + k'.
     """
     fn = _kl_derivative(estimator)
     w = enum.probs / enum.n_prompts
     if level == "token":
-        _, dk = fn(enum.logp, ref.logp)
+        k, dk = fn(enum.logp, ref.logp)
+        if ratio_corrected:
+            dk = k + dk
         return grad_token_weights(model, enum, np.where(enum.mask, w[:, None] * dk, 0.0))
     if level == "sequence":
         _, dk = fn(enum.seq_logp, ref.seq_logp)

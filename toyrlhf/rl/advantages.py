@@ -371,6 +371,10 @@ class AdvantageInputs:
     """(B, L) process rewards at step ends (estimators with needs_step_rewards)."""
     step_end: np.ndarray | None = None
     """(B, L) bool, True at the last token of each step."""
+    lengths: np.ndarray | None = None
+    """(B,) completion lengths |o_i| (sequence-level estimators whose ``inputs`` name them, e.g. OPO)."""
+    greedy_reward: np.ndarray | None = None
+    """(B,) the reward of the greedy completion of each row's prompt, decoded from pi_old at rollout time (ReMax)."""
 
     @property
     def sequence_reward(self) -> np.ndarray:
@@ -386,6 +390,11 @@ ADVANTAGE_ESTIMATORS = Registry("advantage", defaults=dict(
     expected=None,               # closed form E[A_i | y_i = y](r, mu_q, mu, G) for the exact engine, or None
     label=None,                  # its row name in `toyrlhf check` (sequence level)
     aggregation=None,            # the token aggregation its paper pairs it with (the check's row uses it)
+    inputs=(),                   # sequence level: extra (B,) AdvantageInputs fields passed as keywords, e.g.
+                                 # ("lengths",) or ("greedy_reward",)
+    expected_kw=(),              # batch scope: extra keywords the exact engine passes to `expected`
+                                 # ("p_tie": per-prompt P(a group's G rewards all tie), "prompt_index")
+    in_default_check=True,       # its row is in the default `toyrlhf check` table (else only with --all-algos)
 ))
 """Advantage estimators by the knob value ``advantage``."""
 
@@ -446,5 +455,10 @@ def compute_advantages(name: str, x: AdvantageInputs, hp: AdvantageSettings):
     (Shao et al. 2024 §4.1.2); token-level ones (GAE, process supervision) read the per-token quantities."""
     est = ADVANTAGE_ESTIMATORS.lookup(name)
     if est.level == "sequence":
-        return broadcast_to_tokens(est.fn(x.sequence_reward, x.G, hp), x.mask), None
+        kw = {}
+        for k in est.inputs:
+            if getattr(x, k) is None:
+                raise ValueError(f"advantage {name!r} needs AdvantageInputs.{k}")
+            kw[k] = getattr(x, k)
+        return broadcast_to_tokens(est.fn(x.sequence_reward, x.G, hp, **kw), x.mask), None
     return est.fn(x, hp)

@@ -162,7 +162,9 @@ def aggregate(per_token, mask, mode: str, *, n_seqs=None, n_tokens=None, max_tok
 # KL estimators (per token)
 # ----------------------------------------------------------------------------------------------------------------
 
-KL_ESTIMATORS = Registry("KL estimator")
+KL_ESTIMATORS = Registry("KL estimator", defaults=dict(
+    gradient_of=None,   # straight-through estimators: the estimator whose gradient they return (else their own)
+))
 """KL estimators by the knob ``kl_estimator``: fn(logp, ref_logp) -> (k, dk/dlogp), elementwise."""
 
 
@@ -226,6 +228,25 @@ def kl_k3(logp, ref_logp):
     return ex - x - 1.0, 1.0 - ex
 
 
+@KL_ESTIMATORS.register("k3+", paper="verl kl_penalty 'k3+' (low_var_kl_plus): Schulman 2020 k3 with a "
+                        "straight-through k2 gradient", equation="value k3,  gradient d k2/d logp = log(pi/pi_ref)",
+                        gradient_of="k2")
+def kl_k3_plus(logp, ref_logp):
+    r"""Straight-through KL: the *value* of k3 (unbiased, >= 0; Schulman 2020) with the *gradient* of k2.
+
+        value = k3 = pi_ref/pi - log(pi_ref/pi) - 1,      d/d logp = d k2 / d logp = log pi - log pi_ref
+
+    In autograd this is k3.detach() + k2 - k2.detach(). As a loss its expected per-token gradient is k2's,
+    E[log(pi/pi_ref) grad log pi], the reverse-KL gradient at each position (Tang & Munos 2025; no future terms),
+    where plain k3 as a loss follows the forward KL(pi_ref||pi).
+
+    Returns:
+        (kl, dkl_dlogp), float64 arrays of the input shape.
+    """
+    value, _ = kl_k3(logp, ref_logp)
+    return value, _f64(logp) - _f64(ref_logp)
+
+
 def _estimator(name):
     return KL_ESTIMATORS.lookup(name).fn
 
@@ -235,7 +256,7 @@ def _estimator(name):
 # ----------------------------------------------------------------------------------------------------------------
 
 def kl_loss(logp, ref_logp, mask, *, estimator: str = "k3", aggregation: str = "seq-mean-token-mean",
-            n_seqs=None, n_tokens=None, max_tokens=None):
+            n_seqs=None, n_tokens=None, max_tokens=None, old_logp=None):
     r"""KL regulariser added to the loss (GRPO style), and its gradient with respect to logp.
 
     Shao et al. 2024 (DeepSeekMath) eq. 3 puts "- beta D_KL[pi_theta || pi_ref]" inside the objective's token
@@ -246,12 +267,26 @@ def kl_loss(logp, ref_logp, mask, *, estimator: str = "k3", aggregation: str = "
     with k one of ``KL_ESTIMATORS`` (k1, k2, k3). The trainer multiplies both by beta. No importance ratio is
     applied (as written in GRPO); off-policy epochs therefore use the current samples' KL only.
 
+    With ``old_logp`` (the sampling policy's log-probs) each token's KL is importance-weighted by the (not
+    detached) ratio rho_t = pi_theta / pi_old, the unbiased KL estimate of DeepSeek-AI 2025 (DeepSeek-V3.2, §3.1
+    "unbiased KL estimate"; TRL ``use_bias_correction_kl``), E_{pi_old}[rho k] = E_{pi_theta}[k]:
+
+        loss = aggregate(rho * k, mask),      d loss / d logp_{i,t} = w_{i,t} rho_{i,t} (k + k')
+
+    For k3, k3 + k3' = log(pi/pi_ref): on-policy (rho = 1) its expected gradient is the per-token reverse-KL
+    gradient, like k2 or k3+.
+
     Returns:
         (loss float, dloss_dlogp (B, L) float64, zero outside the mask).
     """
     logp, ref_logp = _f64(logp), _f64(ref_logp)
     mask = _check_shapes(mask, logp, ref_logp)
     k, dk = _estimator(estimator)(np.where(mask, logp, 0.0), np.where(mask, ref_logp, 0.0))
+    if old_logp is not None:
+        old_logp = _f64(old_logp)
+        _check_shapes(mask, old_logp)
+        rho = np.exp(np.where(mask, logp - old_logp, 0.0))
+        k, dk = rho * k, rho * (k + dk)
     loss, weights = aggregate(k, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
     return loss, weights * np.where(mask, dk, 0.0)
 

@@ -78,6 +78,36 @@ class RewardFn:
         return np.asarray(r, dtype=np.float64)
 
 
+def greedy_decode(policy: TinyLM, prompts: np.ndarray, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy completion of each prompt (argmax at every step; the temperature does not change it): tokens and
+    completion mask, (B, P + T) each, PAD after EOS (ReMax's baseline response, Li et al. 2023)."""
+    prompts = np.asarray(prompts, dtype=np.int64)
+    B, P = prompts.shape
+    T = int(max_new_tokens)
+    tokens = np.full((B, P + T), tk.PAD, dtype=np.int64)
+    tokens[:, :P] = prompts
+    mask = np.zeros((B, P + T), dtype=bool)
+    alive = np.ones(B, dtype=bool)
+    rows = np.arange(B)
+    for t in range(T):
+        pick = np.argmax(policy.next_logprobs(policy.contexts(tokens, rows, np.full(B, P + t - 1))), axis=1)
+        tokens[alive, P + t] = pick[alive] + tk.OUT_OFFSET
+        mask[alive, P + t] = True
+        alive &= (pick + tk.OUT_OFFSET) != tk.EOS
+        if not alive.any():
+            break
+    return tokens, mask
+
+
+def greedy_rewards(policy: TinyLM, task: Task, reward_fn: RewardFn, tokens: np.ndarray, G: int) -> np.ndarray:
+    """(B,) r(x, greedy(x)) for each row of a rollout's `tokens` (rows grouped by prompt in groups of G): one greedy
+    decode per prompt, scored by the run's reward, repeated over the group."""
+    prompts = tokens[::G, :task.prompt_len]
+    g_tokens, g_mask = greedy_decode(policy, prompts, task.max_new_tokens)
+    _, comps = tk.split(g_tokens, task.prompt_len)
+    return np.repeat(reward_fn(g_tokens, g_mask, prompts, comps), G)
+
+
 def rollout(policy: TinyLM, reference: TinyLM, task: Task, reward_fn: RewardFn, n_prompts: int, G: int,
             rng: np.random.Generator, temperature: float = 1.0) -> Rollout:
     """Sample G completions for each of n_prompts prompts and score them."""

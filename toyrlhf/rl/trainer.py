@@ -32,7 +32,7 @@ from ..settings import from_dict, to_dict
 from ..tasks import get_task
 from . import advantages as adv_mod
 from . import exact_update, losses, surrogates
-from .rollout import RewardFn, Rollout, rollout
+from .rollout import RewardFn, Rollout, greedy_rewards, rollout
 
 
 @dataclass
@@ -154,6 +154,10 @@ class Trainer:
             x.values, _ = self.models.critic.value_forward(ro.tokens, ro.mask)
         if est.needs_step_rewards:
             x.step_rewards, x.step_end = self._step_rewards(ro)
+        if "lengths" in est.inputs:
+            x.lengths = ro.lengths.astype(np.float64)
+        if "greedy_reward" in est.inputs:                                 # ReMax: pi_old's greedy completion
+            x.greedy_reward = greedy_rewards(self.models.policy, self.task, self.reward_fn, ro.tokens, ro.group_size)
         adv, returns = adv_mod.compute_advantages(cfg.advantage, x, cfg.advantage_settings)
         if cfg.whiten:
             adv = adv_mod.batch_normalize(adv, ro.mask)

@@ -12,7 +12,7 @@ from toyrlhf.settings import from_dict, load_config_file, parse_set_options, to_
 from toyrlhf.errors import UserError
 from toyrlhf.config import RLConfig
 from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
-from toyrlhf.rl.algorithms import KNOB_COLUMNS, PRESETS
+from toyrlhf.rl.algorithms import ALGORITHMS, KNOB_COLUMNS, PARADIGM, PRESETS
 from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS
 from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.rl.run import resume_config, train
@@ -37,9 +37,9 @@ def resolve_config(algo: str | None, *, config_file=None, task=None, steps=None,
         raise UserError("name an algorithm (toyrlhf algos lists them) or pass --config")
     if not isinstance(algo, str):
         raise UserError(f"algo: expected the name of an algorithm, got {algo!r:.60}")
-    if algo not in PRESETS and algo != "custom":
-        raise UserError(f"unknown algorithm {algo!r}; choose from {', '.join(PRESETS)}")
-    data = {"algo": algo, **(PRESETS[algo].knobs if algo in PRESETS else {})}
+    if algo not in ALGORITHMS and algo != "custom":
+        raise UserError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
+    data = {"algo": algo, **(ALGORITHMS[algo].knobs if algo in ALGORITHMS else {})}
     data = _deep_merge(data, file_data)
     data["algo"] = algo
     if file_data:   # the file must be valid on its own, even where options below override it
@@ -90,7 +90,8 @@ def check_against_task(cfg: RLConfig) -> None:
               help="Continue the interrupted run in this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out folder.")
 def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume, overwrite):
-    """Train a policy with an RL algorithm (ppo, grpo, dr_grpo, dapo, rloo, reinforce, gspo)."""
+    """Train a policy with an RL algorithm (ppo, grpo, dr_grpo, dapo, rloo, reinforce, gspo) or a method of the
+    unified paradigm (sft, rft, online_rft, dpo, online_dpo; `toyrlhf algos`)."""
 
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be a positive integer, got {steps}")
@@ -188,6 +189,21 @@ def algos_cmd():
         for name, entry in registry.items():
             critic = "  [critic]" if entry.needs_critic else ""
             click.echo(f"  {name:<{width}}  {entry.equation}{critic}  [{entry.paper}]")
+    _paradigm_table()
+
+
+def _paradigm_table() -> None:
+    """DeepSeekMath's Table 10 (Shao et al. 2024, §5.2.1): every method's data source, reward and coefficient."""
+    click.echo("\nThe unified paradigm (Shao et al. 2024, §5.2.1, Table 10): `toyrlhf run METHOD` for every row")
+    header = ("method", "data source", "reward function", "gradient coefficient GC(q, o, t)")
+    rows = [(r.name, r.data, r.reward, r.coefficient) for r in PARADIGM]
+    widths = [max(len(x[i]) for x in [header] + rows) for i in range(3)]
+    for r in [header, tuple("-" * w for w in widths) + ("-" * len(header[3]),)] + rows:
+        click.echo("  ".join(f"{v:<{w}}" for v, w in zip(r[:3], widths)) + "  " + r[3])
+    click.echo("\nMethods (--set pref_loss=sigmoid|ipo|hinge, sft_coef=ALPHA, beta=BETA, rft_keep=correct|best):")
+    for name, p in ALGORITHMS.items():
+        if name not in PRESETS:
+            click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
 
 
 def _num(v) -> str:

@@ -15,7 +15,8 @@ from .optim import LR_SCHEDULES
 from .rl import losses
 from .rl.surrogates import SURROGATES
 from .rl.advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings
-from .rl.algorithms import PRESETS
+from .rl.algorithms import ALGORITHMS, METHOD_NAMES
+from .rl.preference_losses import PREFERENCE_LOSSES
 from .rl.rollout import REWARD_SOURCES
 from .tasks import get_task
 
@@ -252,6 +253,22 @@ class RLConfig:
     update: str = "sample"
     """'sample': each step's update is estimated from its rollouts; 'exact': its exact expectation over rollouts,
     the infinite-batch limit (on-policy settings, mu = 1, on tasks the exact engine enumerates; rl/exact_update.py)."""
+    method: str = "rl"
+    """Trainer: 'rl' (policy gradient, the presets above) or a method of the unified paradigm (Shao et al. 2024
+    §5.2.1; `toyrlhf algos`): 'sft', 'rft', 'online_rft' (rl/rft.py), 'dpo', 'online_dpo' (rl/dpo.py). The method
+    names are also names of `algo` (rl/algorithms.py METHODS), so `toyrlhf run dpo` sets method=dpo."""
+    pref_loss: str = "sigmoid"
+    """dpo / online_dpo: the pair loss, 'sigmoid' (DPO), 'ipo' (IPO) or 'hinge' (SLiC); beta is its beta."""
+    sft_coef: float = 0.0
+    """dpo / online_dpo: alpha of the SFT regulariser alpha * NLL(y_w) / |y_w| (RPO, Pang et al. 2024); 0 = none."""
+    rft_samples: int = 16
+    """rft: groups of group_size completions sampled per prompt from the SFT model, once, before training; the
+    keep rule (rft_keep) is applied to each group as online_rft applies it to its groups."""
+    rft_keep: str = "auto"
+    """rft / online_rft: which samples get the NLL loss: 'correct' (the rule's verdict), 'best' (the highest reward
+    of each prompt's k, or G online; ties to the first), 'auto' (correct on verifiable tasks, best otherwise)."""
+    sft_demos: int = 4096
+    """sft: fresh demonstrations drawn (once, seeded) for continued supervised fine-tuning."""
     checkpoint_every: int = 50
     """Write checkpoint.npz every N steps (and at the end or on interrupt)."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -266,7 +283,14 @@ class RLConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
-        choice("algo", tuple(PRESETS) + ("custom",))
+        choice("algo", tuple(ALGORITHMS) + ("custom",))
+        choice("method", METHOD_NAMES)
+        choice("pref_loss", tuple(PREFERENCE_LOSSES))
+        choice("rft_keep", ("auto", "correct", "best"))
+        if self.method in ("dpo", "online_dpo") and not self.beta > 0:
+            raise ValueError(f"method {self.method} needs beta > 0 (DPO's beta), got {self.beta}")
+        if not self.sft_coef >= 0 or self.rft_samples < 1 or self.sft_demos < 1:
+            raise ValueError("sft_coef must be >= 0; rft_samples and sft_demos positive integers")
         choice("advantage", ADVANTAGE_ESTIMATORS)
         choice("kl", losses.KL_PLACEMENTS)
         choice("kl_estimator", losses.KL_ESTIMATORS)
@@ -361,15 +385,15 @@ def parse_weights(text: str) -> dict[str, float]:
 
 def preset_config(algo: str, **overrides) -> RLConfig:
     """RLConfig of a preset with extra settings on top (raises ValueError for an unknown preset)."""
-    if algo not in PRESETS:
-        raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(PRESETS)}")
-    return RLConfig(algo=algo, **{**PRESETS[algo].knobs, **overrides})
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
+    return RLConfig(algo=algo, **{**ALGORITHMS[algo].knobs, **overrides})
 
 
 def _check_presets() -> None:
     """A preset may only set knobs RLConfig has: a misspelt knob would otherwise be silently dropped."""
     known = {f.name for f in fields(RLConfig)}
-    for p in PRESETS.values():
+    for p in ALGORITHMS.values():
         unknown = sorted(set(p.knobs) - known)
         if unknown:
             raise TypeError(f"preset {p.name!r} sets unknown knob(s) {', '.join(unknown)}")

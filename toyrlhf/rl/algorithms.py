@@ -59,3 +59,61 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 KNOB_COLUMNS = ("advantage", "kl", "kl_estimator", "beta", "aggregation", "eps_low", "eps_high", "ratio",
                 "epochs", "minibatches", "whiten", "dynamic_sampling")
 
+
+
+# ------------------------------------------------------------------------------------------------ unified paradigm
+METHOD_NAMES = ("rl", "sft", "rft", "online_rft", "dpo", "online_dpo")
+"""The knob ``method``: 'rl' is the policy-gradient trainer (rl/trainer.py) every preset above uses; the others are
+the supervised and direct-preference trainers of rl/rft.py and rl/dpo.py (registry: rl/methods.py)."""
+
+METHODS: dict[str, Preset] = {p.name: p for p in [
+    Preset("sft", "Ouyang et al. 2022 (InstructGPT) SFT; Shao et al. 2024 Table 10",
+           dict(method="sft", kl="none", beta=0.0),
+           "1", "continued SFT on fresh demonstrations of the task (the SFT stage's data source, more of it)"),
+    Preset("rft", "Yuan et al. 2023 (RFT); Shao et al. 2024 §5.2.1",
+           dict(method="rft", kl="none", beta=0.0),
+           "I(o)  (1 on kept samples of pi_sft: correct / best of k)",
+           "offline rejection sampling: k samples per prompt from the SFT model once, NLL on the kept ones"),
+    Preset("online_rft", "Shao et al. 2024 §5.2.1 (Online RFT)",
+           dict(method="online_rft", kl="none", beta=0.0),
+           "I(o)  (1 on kept samples of pi_theta)",
+           "rejection sampling from the current policy every step, NLL on the kept samples"),
+    Preset("dpo", "Rafailov et al. 2023 (DPO); Azar et al. 2023 (IPO); Zhao et al. 2023 (SLiC); Pang et al. 2024",
+           dict(method="dpo", kl="none", beta=0.1),
+           "+-sigma(beta log pi(o-)/pi_ref(o-) - beta log pi(o+)/pi_ref(o+))  (o+: +, o-: -)",
+           "offline: the reward-model stage's preference pairs, reference = SFT model"),
+    Preset("online_dpo", "Guo et al. 2024 (online AI feedback); Xu et al. 2024",
+           dict(method="online_dpo", kl="none", beta=0.1),
+           "as DPO, on pairs of pi_theta's samples labelled by the reward",
+           "pairs sampled from the current policy, labelled by the RM (or the rule on verifiable tasks)"),
+]}
+
+ALGORITHMS: dict[str, Preset] = {**PRESETS, **METHODS}
+"""Every name `toyrlhf run` / `compare` / `toyrlhf.train` accept: the RL presets, then the methods."""
+
+
+@dataclass(frozen=True)
+class ParadigmRow:
+    """One row of DeepSeekMath's Table 10 (Shao et al. 2024, §5.2.1): data source, reward function and gradient
+    coefficient GC in  grad J = E_{(q, o) ~ D}[(1/|o|) sum_t GC(q, o, t, pi_rf) grad log pi_theta(o_t | q, o_<t)]."""
+    name: str
+    data: str
+    reward: str
+    coefficient: str
+
+
+PARADIGM: tuple[ParadigmRow, ...] = (
+    ParadigmRow("sft", "offline: q, o ~ P_sft(Q, O)", "-", "1"),
+    ParadigmRow("rft", "offline: q ~ P_sft(Q), o ~ pi_sft(O|q)", "rule (verifiable) / model (best of k)", "I(o)"),
+    ParadigmRow("online_rft", "online: q ~ P_sft(Q), o ~ pi_theta(O|q)", "rule / model (best of G)", "I(o)"),
+    ParadigmRow("dpo", "offline: q ~ P_sft(Q), o+, o- ~ pi_sft(O|q)", "pairs (BT labels of the RM stage)",
+                "sigma(beta log pi(o-)/pi_ref(o-) - beta log pi(o+)/pi_ref(o+)), sign -1 on o-"),
+    ParadigmRow("online_dpo", "online: q ~ P_sft(Q), o+, o- ~ pi_theta(O|q)", "model (pref) / rule (verifiable)",
+                "as DPO"),
+    ParadigmRow("ppo", "online: q ~ P_sft(Q), o ~ pi_theta(O|q)", "model / rule", "A_t (GAE)"),
+    ParadigmRow("grpo", "online: q ~ P_sft(Q), {o_i} ~ pi_theta(O|q)", "model / rule",
+                "A_i,t + beta (pi_ref/pi_theta - 1)"),
+    *(ParadigmRow(p.name, "online: q ~ P_sft(Q), {o_i} ~ pi_theta(O|q)", "model / rule", p.gradient_coefficient)
+      for p in PRESETS.values() if p.name not in ("ppo", "grpo")),
+)
+"""SFT, RFT, online RFT, DPO, online DPO, PPO, GRPO (the rows of Table 10), then the other presets."""

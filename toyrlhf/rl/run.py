@@ -17,6 +17,7 @@ from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, f
                     load_npz, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
 from ..settings import to_dict
 from .exact_metrics import training_metrics
+from .methods import make_trainer
 from .trainer import Trainer, build_models, check_same_run, config_from_run
 
 # Interrupted, NumericalError and deferred_signals live in toyrlhf.runs (the supervised stages use them too);
@@ -66,7 +67,7 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
                                   f"are in the stage cache); continue with: toyrlhf run --resume {run_dir}")
 
         models = build_models(cfg, upstream_progress)
-        trainer = Trainer(cfg, models)
+        trainer = make_trainer(cfg, models)   # cfg.method: the RL Trainer or a method's (rl/methods.py)
         trainer.should_stop = lambda: flag["signal"] is not None
         if exact:
             trainer.exact_fn = training_metrics(cfg)

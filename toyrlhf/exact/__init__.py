@@ -9,6 +9,7 @@ finite sum over them, and uniform averages over the task's prompts (the prompt d
     estimators.py    the exact expected gradient of each policy-gradient and KL estimator of ``rl/``
     optimum.py       the KL-regularised optimum pi* = pi_ref exp(r/beta)/Z, its frontier, best-of-n on its axes
     voting.py        exact maj@k (majority vote over final answers, ties at random) and pass@k curves
+    weights.py       the per-prompt weight w(p) of every advantage estimator for a 0/1 reward (the GRPO std question)
 
 The engine imports only ``tokens``, ``model``, ``errors`` and the pure-NumPy ``rl/advantages.py`` and
 ``rl/losses.py``: never the stages, the presets, the reward model or the trainer. The `toyrlhf check` report built
@@ -27,6 +28,7 @@ from .expectations import (best_of_n, best_of_n_kl, best_of_n_kl_bound, entropy,
 from .optimum import (Optimum, best_of_n_point, frontier, frontier_reward_at, optimal_policy, optimum,
                       total_variation)
 from .voting import answer_distribution, maj_at_k, maj_at_k_from_probs, pass_at_k_curve
+from .weights import estimator_weights, prompt_weight, two_outcome_enumeration
 
 __all__ = [
     "MAX_SEQUENCES",
@@ -69,4 +71,7 @@ __all__ = [
     "maj_at_k",
     "maj_at_k_from_probs",
     "pass_at_k_curve",
+    "prompt_weight",
+    "estimator_weights",
+    "two_outcome_enumeration",
 ]

@@ -13,7 +13,7 @@ from typing import Optional
 from .model import RM_HEADS, ModelConfig
 from .optim import LR_SCHEDULES
 from .rl import losses
-from .rl.surrogates import SURROGATES
+from .rl.surrogates import SURROGATES, SurrogateSettings
 from .rl.advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings
 from .rl.algorithms import ALGORITHMS, METHOD_NAMES
 from .rl.preference_losses import PREFERENCE_LOSSES
@@ -208,7 +208,10 @@ class RLConfig:
     kl: str = "loss"
     """Where the KL to the reference goes: 'reward' (per-token penalty), 'loss' (a term beta*KL), or 'none'."""
     kl_estimator: str = "k3"
-    """k1 | k2 | k3 (Schulman 2020) for the KL term."""
+    """k1 | k2 | k3 (Schulman 2020) | k3+ (verl: value k3, gradient k2) for the KL term."""
+    kl_ratio_correction: bool = False
+    """kl=loss: weight each token's KL by the (not detached) ratio pi/pi_old (DeepSeek-V3.2's unbiased KL; TRL
+    use_bias_correction_kl)."""
     beta: float = 0.04
     """KL coefficient (initial value when kl_target is set)."""
     kl_target: Optional[float] = None
@@ -222,7 +225,16 @@ class RLConfig:
     eps_high: float = 0.2
     """Clip range above 1 (DAPO's clip-higher raises it)."""
     ratio: str = "token"
-    """Importance ratio per 'token' (PPO/GRPO) or per 'sequence' (GSPO's length-normalised)."""
+    """Policy surrogate (`toyrlhf algos`): 'token' (PPO/GRPO clip), 'sequence' (GSPO's length-normalised ratio),
+    'dual_clip', 'ratio_cap', 'cispo', 'sapo', 'gmpo' (rl/surrogates.py)."""
+    dual_clip_c: float = 3.0
+    """ratio=dual_clip: the bound c A on a negative advantage's objective (Ye et al. 2019: c = 3; > 1)."""
+    ratio_cap_delta: float = 4.0
+    """ratio=ratio_cap: INTELLECT-2's cap delta on the ratio of negative-advantage tokens (> 1 + eps_high)."""
+    sapo_tau_pos: float = 1.0
+    """ratio=sapo: the soft gate's temperature for positive advantages (> 0)."""
+    sapo_tau_neg: float = 1.05
+    """ratio=sapo: the soft gate's temperature for negative advantages (> 0)."""
     gamma: float = 1.0
     """Discount for GAE."""
     lam: float = 0.95
@@ -337,6 +349,15 @@ class RLConfig:
             raise ValueError("value_clip must be > 0 or none")
         if self.max_resample < 0 or self.overlong_cache < 0:
             raise ValueError("max_resample and overlong_cache must be >= 0")
+        if not self.dual_clip_c > 1:
+            raise ValueError(f"dual_clip_c must be > 1, got {self.dual_clip_c}")
+        if not self.ratio_cap_delta > 1 + self.eps_high:
+            raise ValueError(f"ratio_cap_delta must be > 1 + eps_high = {1 + self.eps_high:g}, got "
+                             f"{self.ratio_cap_delta}")
+        if not (self.sapo_tau_pos > 0 and self.sapo_tau_neg > 0):
+            raise ValueError("sapo_tau_pos and sapo_tau_neg must be > 0")
+        if self.kl_ratio_correction and self.kl != "loss":
+            raise ValueError(f"kl_ratio_correction weights the KL loss term; it needs kl=loss, got kl={self.kl}")
         if self.update not in ("sample", "exact"):
             raise ValueError(f"update must be 'sample' or 'exact', got {self.update!r}")
         if self.max_resample > MAX_RESAMPLE:
@@ -354,6 +375,11 @@ class RLConfig:
     @property
     def advantage_settings(self) -> AdvantageSettings:
         return AdvantageSettings(std=self.std, eps=self.adv_eps, gamma=self.gamma, lam=self.lam)
+
+    @property
+    def surrogate_settings(self) -> SurrogateSettings:
+        return SurrogateSettings(dual_clip_c=self.dual_clip_c, ratio_cap_delta=self.ratio_cap_delta,
+                                 sapo_tau_pos=self.sapo_tau_pos, sapo_tau_neg=self.sapo_tau_neg)
 
     def check_task(self) -> None:
         """Settings that are only wrong for the run's task (ValueError), checked before anything is built."""

@@ -202,9 +202,11 @@ class Trainer:
             old = logp.copy() if first else ro.old_logp[rows]
             first = False
             loss, dlogp, st = surrogates.policy_loss(logp, old, tg.adv[rows], lmask, eps_low=cfg.eps_low,
-                                                 eps_high=cfg.eps_high, ratio=cfg.ratio, **agg)
+                                                 eps_high=cfg.eps_high, ratio=cfg.ratio, **agg,
+                                                 hp=cfg.surrogate_settings)
             if cfg.kl == "loss" and beta > 0:
-                kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg)
+                kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg,
+                                             old_logp=old if cfg.kl_ratio_correction else None)
                 loss += beta * kl_val
                 dlogp = dlogp + beta * dkl
             dent = None

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 from .. import stages
+from ..config import RLConfig
 from ..errors import UserError
 from ..runs import read_json, remove_stale_temp_files
-from ..settings import to_dict
+from ..settings import from_dict, to_dict
 from . import report
 from .grid import Grid, Point, stage_file_exists, stage_levels
 from .work import RUN_FILES
@@ -37,8 +38,8 @@ def run_state(run_dir: Path, point: Point) -> str:
     cfg_path = run_dir / "config.json"
     if not run_dir.is_dir() or not cfg_path.is_file():
         return "new"
-    try:
-        same = read_json(cfg_path) == to_dict(point.config)
+    try:   # resolved, so that a folder written before RLConfig gained a field (at its default) still matches
+        same = to_dict(from_dict(RLConfig, read_json(cfg_path))) == to_dict(point.config)
     except UserError:
         same = False
     if not same:

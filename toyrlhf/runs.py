@@ -14,6 +14,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -52,14 +53,24 @@ def write_json(path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def read_json(path) -> dict:
-    path = Path(path)
+def _regular_file(path: Path, what: str) -> Path:
+    """`path` if it is a regular file; a FIFO, device or folder in its place is refused (opening a FIFO would wait
+    forever for a writer)."""
+    if not path.exists():
+        raise UserError(f"{path}: no such {what}")
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise UserError(f"{path}: not a regular file")
+    return path
+
+
+def read_json(path) -> dict:
+    path = _regular_file(Path(path), "file")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e.__class__.__name__})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
@@ -69,21 +80,37 @@ def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_npz(path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Load a checkpoint written by `save_npz`; any defect becomes a one-line UserError."""
+MAX_MEMBER_BYTES = 1 << 30
+"""Largest array a checkpoint member may hold unless the caller sets a tighter limit (the biggest real one, a
+policy with its Adam moments, is a few MB)."""
+_NPY_HEADER_BYTES = 1 << 16   # the .npy header in front of the data: at most 64 KiB (format 2.0)
+
+
+def load_npz(path, required: tuple[str, ...] = (), optional: tuple[str, ...] | None = None, *,
+             limits: dict[str, int] | None = None, max_bytes: int = MAX_MEMBER_BYTES) -> dict[str, np.ndarray]:
+    """Load a checkpoint written by `save_npz`; any defect becomes a one-line UserError.
+
+    Reads only the members `required` + `optional` (every member when optional is None). Before a member is read,
+    its size as declared in the zip directory is checked against limits[name] (default max_bytes) bytes of data,
+    so a crafted archive with a huge (or huge when decompressed) member is refused without reading it."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such checkpoint")
     if path.is_dir():
         path = path / "checkpoint.npz"
-        if not path.exists():
-            raise UserError(f"{path}: no such checkpoint")
+    _regular_file(path, "checkpoint")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):   # a bare .npy array: not an archive of named arrays
             raise ValueError("an .npy array, not an .npz archive")
         with z:
-            out = {k: z[k] for k in z.files}
+            names = z.files if optional is None else [k for k in (*required, *optional) if k in z.files]
+            sizes = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i.file_size
+                     for i in z.zip.infolist()}
+            for k in names:
+                limit = (limits or {}).get(k, max_bytes)
+                if sizes.get(k, 0) > limit + _NPY_HEADER_BYTES:
+                    raise UserError(f"{path}: member {k!r} declares {sizes[k]} bytes, more than the "
+                                    f"{limit} this checkpoint's {k} can hold; refused unread")
+            out = {k: z[k] for k in names}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError, NotImplementedError,
             MemoryError) as e:
         # RuntimeError / NotImplementedError: zipfile's reaction to some corrupt or exotic archives;
@@ -100,7 +127,11 @@ def json_array(obj) -> np.ndarray:
 
 
 def from_json_array(arr: np.ndarray):
-    return json.loads(str(arr))
+    """The JSON value stored by `json_array` (ValueError if it is not JSON, including JSON nested too deeply)."""
+    try:
+        return json.loads(str(arr))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def default_run_dir(name: str, root: str = "runs") -> Path:
@@ -151,7 +182,7 @@ def _parse_metrics(path: Path) -> list[tuple[str, dict]]:
             rec = json.loads(line)
             if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):
             if i == len(lines) - 1:       # the unterminated tail
                 continue
             raise UserError(f"{path}:{i + 1}: not a metrics record") from None
@@ -241,3 +272,85 @@ def deferred_signals():
 
 def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
+
+
+# ------------------------------------------------------------------------------------------ supervised stages' runs
+# The supervised stages (stages.run_pretrain, stages.run_sft, reward_model.run_rm) are short and do not resume:
+# SIGINT / SIGTERM stop them at the end of the current step (Interrupted, exit 130), a non-finite loss or parameter
+# stops them (NumericalError, exit 3), bad input is a UserError (exit 2). On any of these, on a second Ctrl-C and on
+# any other failure the files the run wrote are removed again (and the folder, if the run made it), so the folder
+# is as it was and the same command can simply be run again. `bars(total, label, keys)` is an optional progress
+# display: a context manager yielding a callback (step, figures), e.g. the CLI's progress bar.
+@contextlib.contextmanager
+def no_bars(total: int, label: str, keys: tuple[str, ...]):
+    yield lambda step, figures: None
+
+
+class StageRun:
+    """One supervised stage's run folder: remembers every file it writes (to remove them on failure), checks the
+    deferred signal after every step and keeps the per-step records for metrics.jsonl."""
+
+    def __init__(self, run_dir: Path, flag: dict, bars: Callable):
+        self.dir, self.flag, self.bars = run_dir, flag, bars
+        self.written: list[Path] = []
+        self.records: list[dict] = []
+
+    def watch(self, bar: Callable, what: str, log: bool = True) -> Callable:
+        """A progress callback: shows the step, logs it (if `log`), and stops the stage on a deferred signal."""
+        def callback(step, figures):
+            bar(step, figures)
+            if log:
+                self.records.append({"step": step + 1, **figures})
+            self.check_signal(f"{what} (after step {step + 1})")
+        return callback
+
+    def check_signal(self, where: str) -> None:
+        if self.flag["signal"] is not None:
+            raise Interrupted(f"{signal_name(self.flag['signal'])} during {where}: the supervised stages do not "
+                              f"resume; nothing saved, run the command again")
+
+    def train(self, steps: int, label: str, keys: tuple[str, ...], what: str, fn: Callable, log: bool = True):
+        """fn(progress) under a progress display of `steps` steps; returns (fn's result, seconds)."""
+        with self.bars(steps, label, keys) as bar:
+            t0 = time.perf_counter()
+            out = fn(self.watch(bar, what, log))
+        return out, time.perf_counter() - t0
+
+    def write(self, name: str, writer: Callable[[Path], None]) -> None:
+        path = self.dir / name
+        self.written.append(path)      # before writing: a write cut short is removed too
+        writer(path)
+
+    def finish(self, save_checkpoint: Callable[[Path], None], summary: dict,
+               curves: Callable[[Path, list, dict], None] | None = None) -> None:
+        """The results, written together once the stage is complete (a signal during its evaluation still stops
+        it with nothing saved; one arriving while these few files are written lets them finish)."""
+        self.check_signal("the evaluation after training")
+        self.write("checkpoint.npz", save_checkpoint)
+        self.write("metrics.jsonl", lambda p: atomic_write_bytes(
+            p, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records).encode()))
+        self.write("summary.json", lambda p: write_json(p, summary))
+        if curves is not None:
+            self.write("curves.png", lambda p: curves(p, self.records, summary))
+
+    def remove_written(self, created: bool) -> None:
+        for path in self.written:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if created and not any(self.dir.iterdir()):
+                self.dir.rmdir()
+
+
+@contextlib.contextmanager
+def stage_run(out, name: str, overwrite: bool, bars: Callable | None):
+    """Prepare the run folder (refusing a non-empty one unless `overwrite`) and yield its StageRun, with SIGINT /
+    SIGTERM deferred; on any failure remove what the run wrote (and the folder, if it made it)."""
+    existed = out is not None and Path(out).exists()
+    with deferred_signals() as flag:
+        run = StageRun(prepare_run_dir(out, name, overwrite=overwrite), flag, bars or no_bars)
+        try:
+            yield run
+        except BaseException:
+            run.remove_written(created=not existed)
+            raise

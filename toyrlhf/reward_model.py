@@ -60,11 +60,12 @@ from . import preferences as prefs
 from . import stages
 from . import tokens as tk
 from .config import Pipeline, RMConfig
-from .settings import config_hash, to_dict
 from .errors import UserError
 from .model import ROLE_PARAMS, TinyLM
 from .optim import Adam, clip_grad_norm, cosine_lr
-from .runs import from_json_array, json_array
+from .plotting import rm_curves_figure, save_figure
+from .runs import from_json_array, json_array, stage_run, write_json
+from .settings import to_dict
 from .tasks import Task, get_task
 
 
@@ -237,7 +238,8 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
 
     Returns (RewardModel, summary); progress(step, figures) is called after every step with the minibatch's
     "loss", "acc" and the step's "lr"; every cfg.eval_every steps (and after the last) the figures also hold
-    "heldout_loss" and "heldout_expected_accuracy", the learning curves' held-out points.
+    "heldout_loss" and "heldout_expected_accuracy", the learning curves' held-out points. A non-finite loss stops
+    the training at that step, non-finite weights after it (NumericalError).
     Random streams: [seed, 4] data, [seed, 5] initialisation (the reward head; W1 and b1 too for head 'sequence'),
     [seed, 6] minibatches, [seed, 7] normalisation samples."""
     train, heldout = prefs.make_split(sft_model, task, cfg.pairs, k=cfg.k, tau=cfg.tau,
@@ -247,7 +249,17 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
         raise UserError("the SFT policy produced no group of distinct completions on one side of the split; "
                         "raise temperature or lower k")
     model = init_reward_model(sft_model, task, cfg.head, np.random.default_rng([seed, 5]))
-    rng = np.random.default_rng([seed, 6])
+    with np.errstate(over="ignore", invalid="ignore"):
+        _fit(model, train, heldout, cfg, np.random.default_rng([seed, 6]), progress)
+    stages.check_finite(model, "reward-model training")
+    mean, std = normalisation(model, sft_model, task, cfg.norm_samples, np.random.default_rng([seed, 7]),
+                              cfg.temperature)
+    return RewardModel(model, mean, std), _summary(model, sft_model, task, cfg, train, heldout, mean, std)
+
+
+def _fit(model: TinyLM, train: prefs.Preferences, heldout: prefs.Preferences, cfg: RMConfig,
+         rng: np.random.Generator, progress: Callable | None) -> None:
+    """cfg.steps AdamW steps on minibatches of cfg.batch_size groups drawn with replacement from `train`."""
     tokens, mask = train.joined()
     L = tokens.shape[1]
     tok3, mask3 = tokens.reshape(train.n, train.k, L), mask.reshape(train.n, train.k, L)
@@ -257,6 +269,7 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
         idx = rng.integers(0, train.n, cfg.batch_size)
         loss, grad, r = rm_loss_and_grad(model, tok3[idx].reshape(-1, L), mask3[idx].reshape(-1, L),
                                          train.k, cfg.margin)
+        stages.check_loss(loss, step, "reward-model training")
         grad, _ = clip_grad_norm(grad, cfg.max_grad_norm)
         if cfg.lr_schedule == "cosine":
             opt.lr = cosine_lr(cfg.lr, step, cfg.steps)
@@ -270,15 +283,17 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
                 ev = evaluate(model, heldout, cfg.margin)
                 figures.update(heldout_loss=ev["loss"], heldout_expected_accuracy=ev["expected_accuracy"])
             progress(step, figures)
+
+
+def _summary(model: TinyLM, sft_model: TinyLM, task: Task, cfg: RMConfig, train: prefs.Preferences,
+             heldout: prefs.Preferences, mean: float, std: float) -> dict:
+    """The trained RM's figures on both sides of the split (sampled, and exact where the task can be listed)."""
     tr, ho = evaluate(model, train, cfg.margin), evaluate(model, heldout, cfg.margin)
-    mean, std = normalisation(model, sft_model, task, cfg.norm_samples, np.random.default_rng([seed, 7]),
-                              cfg.temperature)
     # pairs (k = 2) are two distinct i.i.d. draws; a pair inside a larger all-distinct group follows another law
     ex_tr = ex_ho = None
     if cfg.exact and cfg.k == 2:
         ex_tr = exact_population(model, sft_model, task, train.population_ids, cfg.tau, cfg.temperature)
         ex_ho = exact_population(model, sft_model, task, heldout.population_ids, cfg.tau, cfg.temperature)
-    prompts, comps = heldout.flat_completions()
     gold = heldout.gold.ravel()
     raw = ho["scores"].ravel()
     summary = {
@@ -310,7 +325,7 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
         "reward_mean": mean, "reward_std": std,
         "parameters": model.num_params("reward"),
     }
-    return RewardModel(model, mean, std), summary
+    return summary
 
 
 def _corr(fn, a, b) -> float:
@@ -331,24 +346,32 @@ def _corr_within(fn, a, b, groups) -> float:
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
-def save_reward_model(path, rm: RewardModel, *, task: str, config: dict, summary: dict | None = None) -> None:
-    """stages.save_model with kind='rm' and the normalisation (reward_mean, reward_std) as extra arrays."""
+def _extra(rm: RewardModel, summary: dict | None = None) -> dict:
+    """The arrays an RM checkpoint holds beside the model's: the normalisation (and the training summary)."""
     extra = {"reward_mean": np.array(rm.mean), "reward_std": np.array(rm.std)}
     if summary is not None:
         extra["summary"] = json_array(summary)
-    stages.save_model(path, rm.model, kind="rm", task=task, config=config, extra=extra)
+    return extra
+
+
+def save_reward_model(path, rm: RewardModel, *, task: str, config: dict, summary: dict | None = None) -> None:
+    """checkpoints.save_model with kind='rm' and the normalisation (reward_mean, reward_std) as extra arrays."""
+    stages.save_model(path, rm.model, kind="rm", task=task, config=config, extra=_extra(rm, summary))
+
+
+def _from_arrays(model: TinyLM, z: dict, path) -> RewardModel:
+    if "reward_mean" not in z or "reward_std" not in z:
+        raise UserError(f"{path}: reward-model checkpoint without its normalisation (reward_mean, reward_std)")
+    try:
+        return RewardModel(model, float(z["reward_mean"]), float(z["reward_std"]))
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{path}: corrupt reward normalisation ({str(e).splitlines()[0]})") from None
 
 
 def load_reward_model(path) -> tuple[RewardModel, dict]:
     """Load an RM checkpoint: (RewardModel, raw arrays). Not an RM, or a bad normalisation -> UserError."""
     model, z = stages.load_model(path, "rm")
-    if "reward_mean" not in z or "reward_std" not in z:
-        raise UserError(f"{path}: reward-model checkpoint without its normalisation (reward_mean, reward_std)")
-    try:
-        rm = RewardModel(model, float(z["reward_mean"]), float(z["reward_std"]))
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{path}: corrupt reward normalisation ({str(e).splitlines()[0]})") from None
-    return rm, z
+    return _from_arrays(model, z, path), z
 
 
 def checkpoint_summary(arrays: dict) -> dict | None:
@@ -362,12 +385,39 @@ def cached_reward_model(pipe: stages.Pipeline, cfg: RMConfig, progress=None) -> 
 
     File: rm-<task>-s<seed>-<config_hash(pretrain, sft, rm)>.npz in stages.cache_dir()."""
     pc = pipe.pretrain
-    path = stages.cache_dir() / f"rm-{pc.task}-s{pc.seed}-{config_hash(pc, pipe.sft, cfg)}.npz"
-    if path.exists():
-        return load_reward_model(path)[0], path
-    sft_model, _ = stages.cached_sft(pipe, progress)
-    rm, summary = train_reward_model(sft_model, get_task(pc.task), cfg, pc.seed, progress)
-    save_reward_model(path, rm, task=pc.task,
-                      config={"pretrain": to_dict(pc), "sft": to_dict(pipe.sft), "rm": to_dict(cfg)},
-                      summary=summary)
-    return rm, path
+
+    def build():
+        sft_model, _ = stages.cached_sft(pipe, progress)
+        rm, summary = train_reward_model(sft_model, get_task(pc.task), cfg, pc.seed, progress)
+        return rm.model, _extra(rm, summary)
+
+    model, z, path = stages.cached_model("rm", {"pretrain": pc, "sft": pipe.sft, "rm": cfg}, build, kind="rm",
+                                         what="reward-model training")
+    return _from_arrays(model, z, path), path
+
+
+# ------------------------------------------------------------------------------------------ run folder
+def _curves(path, records: list[dict], summary: dict) -> None:
+    save_figure(rm_curves_figure(records, summary), path)
+
+
+def run_rm(cfg: RMConfig, out=None, *, init=None, task: str = "pref", seed: int = 0, overwrite: bool = False,
+           bars=None) -> tuple[Path, dict]:
+    """Reward-model training in a run folder from the --init SFT checkpoint or the cached SFT model."""
+    sft_model, task = stages.init_model(init, "lm", task)
+    t = stages.check_task(task)
+    with stage_run(out, f"rm-{task}-s{seed}", overwrite, bars) as run:
+        if sft_model is None:
+            pipe = Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed))
+            (sft_model, init), _ = run.train(pipe.pretrain.steps + pipe.sft.steps,
+                                             f"pretrain + sft {task} (cached after)", ("loss",),
+                                             "pretraining / SFT (for the stage cache)",
+                                             lambda progress: stages.cached_sft(pipe, progress), log=False)
+        run.write("config.json", lambda p: write_json(p, {"stage": "rm", "init": str(init), "task": task,
+                                                          "seed": seed, "rm": to_dict(cfg)}))
+        (rm, summary), secs = run.train(cfg.steps, f"reward model {task}", ("loss", "acc"), "reward-model training",
+                                        lambda progress: train_reward_model(sft_model, t, cfg, seed, progress))
+        summary.update({"task": task, "seed": seed, "wall_time_s": secs})
+        run.finish(lambda p: save_reward_model(p, rm, task=task, config={"rm": to_dict(cfg)}), summary,
+                   curves=_curves)
+    return run.dir, summary

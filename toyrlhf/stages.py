@@ -6,47 +6,20 @@ only), their checkpoints, and the stage cache that lets every RL run of a task a
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import tokens as tk
+from .checkpoints import cache_dir, cached_model, check_finite, load_model, save_model  # noqa: F401 (re-exported)
 from .config import Pipeline, PretrainConfig, SFTConfig
-from .settings import config_hash, to_dict
-from .errors import UserError
-from .model import ModelConfig, TinyLM
+from .model import TinyLM
 from .optim import Adam, clip_grad_norm
-from .runs import from_json_array, json_array, load_npz, save_npz
+from .errors import UserError
+from .runs import NumericalError, stage_run, write_json
+from .settings import to_dict
 from .tasks import Task, get_task
-
-
-# ------------------------------------------------------------------------------------------ checkpoints
-def save_model(path, model: TinyLM, *, kind: str, task: str, config: dict, extra: dict | None = None) -> None:
-    """A model checkpoint: flat weights + the model shape + the producing stage's full config."""
-    arrays = {"flat": model.flat, "model_config": json_array(model.config.to_dict()),
-              "kind": np.array(kind), "task": np.array(task), "config": json_array(config)}
-    for k, v in (extra or {}).items():
-        arrays[k] = np.asarray(v)
-    save_npz(path, arrays)
-
-
-def load_model(path, kind: str | None = None) -> tuple[TinyLM, dict]:
-    """Load a model checkpoint; returns (model, the raw arrays). Wrong kind / shape -> UserError."""
-    z = load_npz(path, required=("flat", "model_config", "kind", "task"))
-    if kind is not None and str(z["kind"]) != kind:
-        raise UserError(f"{path}: holds a {z['kind']} model, expected a {kind} model")
-    try:
-        mcfg = ModelConfig(**from_json_array(z["model_config"]))
-        model = TinyLM(mcfg, seed=0)
-        model.set_flat(z["flat"])
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{path}: corrupt checkpoint ({str(e).splitlines()[0]})") from None
-    if not np.all(np.isfinite(model.flat)):
-        raise UserError(f"{path}: checkpoint holds non-finite weights")
-    return model, z
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -61,16 +34,26 @@ def _lm_step(model: TinyLM, opt: Adam, tokens: np.ndarray, mask: np.ndarray, max
     return float(loss)
 
 
+def check_loss(loss: float, step: int, what: str) -> None:
+    """The stages' divergence check after every step: a non-finite loss stops the stage at once (NumericalError)."""
+    if not np.isfinite(loss):
+        raise NumericalError(f"non-finite training loss at step {step + 1} of {what}; nothing saved (try a lower lr)")
+
+
 def _train_lm(model: TinyLM, tok: np.ndarray, mask: np.ndarray, cfg, rng: np.random.Generator,
-              progress: Callable | None) -> list[float]:
-    """cfg.steps Adam steps on minibatches of cfg.batch_size rows drawn with replacement from (tok, mask)."""
+              progress: Callable | None, what: str) -> list[float]:
+    """cfg.steps Adam steps on minibatches of cfg.batch_size rows drawn with replacement from (tok, mask).
+    A non-finite loss, or non-finite weights at the end, raise NumericalError (overflow is not warned about)."""
     opt = Adam(model.flat.size, lr=cfg.lr)
     losses = []
-    for step in range(cfg.steps):
-        idx = rng.integers(0, tok.shape[0], cfg.batch_size)
-        losses.append(_lm_step(model, opt, tok[idx], mask[idx]))
-        if progress:
-            progress(step, {"loss": losses[-1]})
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step in range(cfg.steps):
+            idx = rng.integers(0, tok.shape[0], cfg.batch_size)
+            losses.append(_lm_step(model, opt, tok[idx], mask[idx]))
+            check_loss(losses[-1], step, what)
+            if progress:
+                progress(step, {"loss": losses[-1]})
+    check_finite(model, what)
     return losses
 
 
@@ -105,7 +88,7 @@ def pretrain(cfg: PretrainConfig, progress: Callable | None = None) -> tuple[Tin
     prompts, comps = task.sample_corpus(cfg.corpus_size, rng)
     tok, _ = tk.join(prompts, comps)
     mask = predicted_mask(tok)
-    losses = _train_lm(model, tok, mask, cfg, rng, progress)
+    losses = _train_lm(model, tok, mask, cfg, rng, progress, "pretraining")
     heldout, se = corpus_loss(model, task, 4000, seed=cfg.seed + 10_000)
     entropy = task.corpus_entropy_per_token()
     summary = {"stage": "pretrain", "task": cfg.task, "seed": cfg.seed, "steps": cfg.steps,
@@ -121,7 +104,7 @@ def sft(model: TinyLM, task: Task, cfg: SFTConfig, seed: int, progress: Callable
     rng = np.random.default_rng([seed, 3])
     prompts, comps = task.demonstrations(cfg.demos, rng)
     tok, mask = tk.join(prompts, comps)
-    losses = _train_lm(model, tok, mask, cfg, rng, progress)
+    losses = _train_lm(model, tok, mask, cfg, rng, progress, "SFT")
     return model, {"stage": "sft", "steps": cfg.steps, "final_train_loss": float(np.mean(losses[-50:]))}
 
 
@@ -135,35 +118,81 @@ def mean_gold_reward(model: TinyLM, task: Task, samples_per_prompt: int = 64, se
 
 
 # ------------------------------------------------------------------------------------------ stage cache
-def cache_dir() -> Path:
-    """$TOYRLHF_CACHE_DIR, default ~/.cache/toyrlhf (created on first use)."""
-    path = Path(os.environ.get("TOYRLHF_CACHE_DIR") or Path.home() / ".cache" / "toyrlhf")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # a probe with a unique name: a shared fixed name raced between concurrent processes (one unlinked the
-        # other's probe, which then read the cache as "not writable")
-        tempfile.TemporaryFile(dir=path).close()
-    except OSError:
-        raise UserError(f"stage cache {path} is not writable; set TOYRLHF_CACHE_DIR to a writable folder") from None
-    return path
-
-
 def cached_pretrained(cfg: PretrainConfig, progress=None) -> tuple[TinyLM, Path]:
-    path = cache_dir() / f"pretrain-{cfg.task}-s{cfg.seed}-{config_hash(cfg)}.npz"
-    if path.exists():
-        return load_model(path, "lm")[0], path
-    model, summary = pretrain(cfg, progress)
-    save_model(path, model, kind="lm", task=cfg.task, config={"pretrain": to_dict(cfg)})
+    """The pretrained model for cfg from the stage cache (pretrain-<task>-s<seed>-<hash>.npz), trained on a miss."""
+    model, _, path = cached_model("pretrain", {"pretrain": cfg}, lambda: (pretrain(cfg, progress)[0], {}),
+                                  what="pretraining")
     return model, path
 
 
 def cached_sft(pipe: Pipeline, progress=None) -> tuple[TinyLM, Path]:
+    """The SFT model for pipe from the stage cache (sft-<task>-s<seed>-<hash>.npz), trained (pretrained model
+    included) on a miss."""
     cfg = pipe.pretrain
-    path = cache_dir() / f"sft-{cfg.task}-s{cfg.seed}-{config_hash(cfg, pipe.sft)}.npz"
-    if path.exists():
-        return load_model(path, "lm")[0], path
-    base, _ = cached_pretrained(cfg, progress)
-    model, _ = sft(base, get_task(cfg.task), pipe.sft, cfg.seed, progress)
-    save_model(path, model, kind="lm", task=cfg.task,
-               config={"pretrain": to_dict(cfg), "sft": to_dict(pipe.sft)})
+
+    def build():
+        base, _ = cached_pretrained(cfg, progress)
+        return sft(base, get_task(cfg.task), pipe.sft, cfg.seed, progress)[0], {}
+
+    model, _, path = cached_model("sft", {"pretrain": cfg, "sft": pipe.sft}, build, what="SFT")
     return model, path
+
+
+# ------------------------------------------------------------------------------------------ run folders
+def check_task(name: str) -> Task:
+    try:
+        return get_task(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def init_model(init, kind: str, task: str):
+    """(model, task name) of an --init checkpoint, or (None, task) to take the model from the stage cache."""
+    if init is None:
+        check_task(task)
+        cache_dir()   # not writable: one line, before the run folder is made
+        return None, task
+    model, z = load_model(init, kind)
+    return model, str(z["task"])
+
+
+def run_pretrain(cfg: PretrainConfig, out=None, *, overwrite: bool = False, bars=None) -> tuple[Path, dict]:
+    """Pretrain in a run folder (default runs/pretrain-<task>-s<seed>-<time>); returns (run folder, summary)."""
+    check_task(cfg.task)
+    try:
+        cfg.model_config()   # the shape settings: checked before anything is built or written
+    except ValueError as e:
+        raise UserError(f"pretrain: {str(e).splitlines()[0]}") from None
+    config = {"pretrain": to_dict(cfg)}
+    with stage_run(out, f"pretrain-{cfg.task}-s{cfg.seed}", overwrite, bars) as run:
+        run.write("config.json", lambda p: write_json(p, {"stage": "pretrain", **config}))
+        (model, summary), secs = run.train(cfg.steps, f"pretrain {cfg.task}", ("loss",), "pretraining",
+                                           lambda progress: pretrain(cfg, progress))
+        summary["wall_time_s"] = secs
+        run.finish(lambda p: save_model(p, model, kind="lm", task=cfg.task, config=config), summary)
+    return run.dir, summary
+
+
+def run_sft(cfg: SFTConfig, out=None, *, init=None, task: str = "pref", seed: int = 0, overwrite: bool = False,
+            bars=None) -> tuple[Path, dict]:
+    """SFT in a run folder from the --init checkpoint (its task wins) or the cached pretrained model."""
+    base, task = init_model(init, "lm", task)
+    t = check_task(task)
+    with stage_run(out, f"sft-{task}-s{seed}", overwrite, bars) as run:
+        if base is None:
+            pc = PretrainConfig(task=task, seed=seed)
+            (base, init), _ = run.train(pc.steps, f"pretrain {task} (cached after)", ("loss",),
+                                        "pretraining (for the stage cache)",
+                                        lambda progress: cached_pretrained(pc, progress), log=False)
+        run.write("config.json", lambda p: write_json(p, {"stage": "sft", "init": str(init), "task": task,
+                                                          "seed": seed, "sft": to_dict(cfg)}))
+        (model, summary), secs = run.train(cfg.steps, f"sft {task}", ("loss",), "SFT",
+                                           lambda progress: sft(base, t, cfg, seed, progress))
+        before = mean_gold_reward(base, t, seed=seed + 1)
+        after = mean_gold_reward(model, t, seed=seed + 1)
+        summary.update({"task": task, "seed": seed, "wall_time_s": secs, "gold_reward_before": before[0],
+                        "gold_reward_after": after[0], "gold_reward_se": max(before[1], after[1]),
+                        "gold_reward_before_se": before[1], "gold_reward_after_se": after[1]})
+        run.finish(lambda p: save_model(p, model, kind="lm", task=task, config={"sft": to_dict(cfg)}),
+                   summary)
+    return run.dir, summary

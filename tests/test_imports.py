@@ -31,8 +31,8 @@ SOURCES = {"toyrlhf": ROOT / "toyrlhf", "toyrlhf.cli": ROOT / "cli"}   # setup.c
 LAYERS = {
     0: ["toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels"],
     1: ["toyrlhf.model", "toyrlhf.optim"],
-    2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
-        "toyrlhf.runs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
+    2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.library_names", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
+        "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
         "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
         "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",

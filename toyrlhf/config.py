@@ -283,6 +283,11 @@ class RLConfig:
     """sft: fresh demonstrations drawn (once, seeded) for continued supervised fine-tuning."""
     checkpoint_every: int = 50
     """Write checkpoint.npz every N steps (and at the end or on interrupt)."""
+    log_completions_every: int = 0
+    """Every N steps, append a few of the step's sampled completions (one per prompt, at most 8), decoded, with their
+    reward and gold reward, to completions.jsonl in the run folder (TRL's log_completions); 0 = never."""
+    tensorboard: bool = False
+    """Also write each step's metrics as TensorBoard scalars to RUN_DIR/tb (pip install 'toyrlhf[tensorboard]')."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     """Upstream: pretraining (its task and seed follow the run's)."""
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -345,6 +350,8 @@ class RLConfig:
                                  f"{self.kl_horizon}")
         if self.max_grad_norm < 0 or self.entropy_coef < 0 or self.exact_every < 0 or self.ref_reset_every < 0:
             raise ValueError("max_grad_norm, entropy_coef, exact_every and ref_reset_every must be >= 0")
+        if self.log_completions_every < 0:
+            raise ValueError(f"log_completions_every must be >= 0, got {self.log_completions_every}")
         if self.value_clip is not None and not self.value_clip > 0:
             raise ValueError("value_clip must be > 0 or none")
         if self.max_resample < 0 or self.overlong_cache < 0:

@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..plotting import plot_run_curves
 from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, from_json_array,  # noqa: F401
                     load_npz, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
+from ..run_logs import CompletionsLog, TensorBoardLog, completion_records
 from ..settings import to_dict
 from .exact_metrics import training_metrics
 from .methods import make_trainer
@@ -86,6 +87,7 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
         else:
             trainer.save(ckpt)
             log = MetricsLog(run_dir / "metrics.jsonl")
+        extra = _extra_logs(cfg, run_dir, trainer.step_count if resume else 0)
         last_good = trainer.step_count
         try:
             while trainer.step_count < cfg.steps:
@@ -104,6 +106,7 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
                                       f"kept (later steps are recomputed on resume); continue with: toyrlhf run "
                                       f"--resume {run_dir}") from None
                 log.write(metrics)
+                extra.write(trainer, metrics)
                 if progress:
                     progress(trainer.step_count, metrics)
                 stop = flag["signal"] is not None
@@ -114,11 +117,35 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
                     raise Interrupted(_stopped(flag, trainer, cfg, run_dir))
         finally:
             log.close()
+            extra.close()
         # a signal during the last step, the summary or the plot: the run is complete, finish these few writes
         summary = summarize(run_dir, trainer, time.perf_counter() - t_start)
         write_json(run_dir / "summary.json", summary)
         plot_run_curves(run_dir, run_dir / "curves.png")
     return summary
+
+
+class _ExtraLogs:
+    """Optional logs beside metrics.jsonl: completions.jsonl (log_completions_every) and RUN_DIR/tb (tensorboard)."""
+
+    def __init__(self, cfg: RLConfig, run_dir: Path, step: int):
+        self.every = cfg.log_completions_every
+        self.completions = CompletionsLog(run_dir / "completions.jsonl", truncate_to_step=step) if self.every else None
+        self.tb = TensorBoardLog(run_dir / "tb") if cfg.tensorboard else None
+
+    def write(self, trainer: Trainer, metrics: dict) -> None:
+        if self.completions is not None and trainer.step_count % self.every == 0:
+            self.completions.write(completion_records(trainer.step_count, trainer.last_rollout, trainer.task))
+        if self.tb is not None:
+            self.tb.write(metrics)
+
+    def close(self) -> None:
+        for log in (self.completions, self.tb):
+            if log is not None:
+                log.close()
+
+
+_extra_logs = _ExtraLogs
 
 
 def precheck_checkpoint(path: Path, cfg: RLConfig) -> None:

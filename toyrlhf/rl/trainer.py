@@ -275,6 +275,7 @@ class Trainer:
         """The step's metrics.jsonl record (without time_s), read off the raw rollout: with dynamic sampling the
         kept groups are a biased selection."""
         cfg = self.cfg
+        self.last_rollout = raw      # rl/run.py logs a few of its completions (log_completions_every)
         n_zero = int(adv_mod.zero_std_groups(raw.reward, cfg.group_size).sum())
         out = {
             "step": self.step_count,

@@ -12,7 +12,8 @@ from toyrlhf.settings import from_dict, load_config_file, parse_set_options, to_
 from toyrlhf.errors import UserError
 from toyrlhf.config import RLConfig
 from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
-from toyrlhf.rl.algorithms import ALGORITHMS, KNOB_COLUMNS, PARADIGM, PRESETS
+from toyrlhf.library_names import NAMES
+from toyrlhf.rl.algorithms import ALGORITHMS, KNOB_COLUMNS, LIBRARY_PRESETS, METHODS, PARADIGM, PRESETS
 from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS
 from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.rl.run import resume_config, train
@@ -160,12 +161,21 @@ KNOB_REGISTRIES = {"advantage": ADVANTAGE_ESTIMATORS, "ratio": SURROGATES, "aggr
 
 
 @click.command("algos")
-def algos_cmd():
+@click.option("--names", "library", type=click.Choice(sorted(NAMES)), default=None,
+              help="Only the table of a library's option names -> toyrlhf settings (`--set` accepts TRL's).")
+def algos_cmd(library):
     """The presets as settings of orthogonal knobs, with DeepSeekMath's gradient coefficient (Table 10 notation)."""
+    if library is not None:
+        rows = NAMES[library]
+        w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+        click.echo(f"{library + ' option':<{w0}}  {'toyrlhf setting':<{w1}}  mapping")
+        for a, b, how in rows:
+            click.echo(f"{a:<{w0}}  {b:<{w1}}  {how}")
+        return
     defaults = to_dict(RLConfig())
     header = ("preset",) + KNOB_COLUMNS
     table = []
-    for name, p in PRESETS.items():
+    for name, p in {**PRESETS, **LIBRARY_PRESETS}.items():
         vals = {**defaults, **p.knobs}
         if vals["kl"] == "none":  # no KL term: its estimator and coefficient do not apply
             vals["kl_estimator"] = vals["beta"] = None
@@ -182,6 +192,9 @@ def algos_cmd():
         click.echo(f"  {name:<10} {p.gradient_coefficient}")
     click.echo("\nSources and one-line differences:")
     for name, p in PRESETS.items():
+        click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
+    click.echo("\nLibrary defaults (`toyrlhf run NAME`; `toyrlhf algos --names trl`):")
+    for name, p in LIBRARY_PRESETS.items():
         click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
     for knob, registry in KNOB_REGISTRIES.items():
         click.echo(f"\n--set {knob}=NAME  ({registry.kind}):")
@@ -202,7 +215,7 @@ def _paradigm_table() -> None:
         click.echo("  ".join(f"{v:<{w}}" for v, w in zip(r[:3], widths)) + "  " + r[3])
     click.echo("\nMethods (--set pref_loss=sigmoid|ipo|hinge, sft_coef=ALPHA, beta=BETA, rft_keep=correct|best):")
     for name, p in ALGORITHMS.items():
-        if name not in PRESETS:
+        if name in METHODS:
             click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
 
 

@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 from .errors import UserError
+from .library_names import TRL_ALIASES, resolve_aliases
 
 try:  # Python >= 3.11
     import tomllib
@@ -106,8 +107,11 @@ def to_dict(cfg) -> dict:
 
 
 def with_overrides(cfg, overrides: dict[str, object]):
-    """A copy of `cfg` with dotted-key overrides applied (values coerced and validated like from_dict)."""
+    """A copy of `cfg` with dotted-key overrides applied (values coerced and validated like from_dict). TRL's
+    GRPOConfig option names are accepted as aliases (`library_names.resolve_aliases`)."""
     data = to_dict(cfg)
+    if set(overrides) & set(TRL_ALIASES) and "group_size" in data:       # an RLConfig
+        overrides = resolve_aliases(overrides)
     for key, value in overrides.items():
         parts = key.split(".")
         node = data

@@ -88,7 +88,19 @@ METHODS: dict[str, Preset] = {p.name: p for p in [
            "pairs sampled from the current policy, labelled by the RM (or the rule on verifiable tasks)"),
 ]}
 
-ALGORITHMS: dict[str, Preset] = {**PRESETS, **METHODS}
+# ------------------------------------------------------------------------------------------------ library defaults
+LIBRARY_PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("trl-grpo", "TRL 1.9 GRPOConfig defaults: loss_type='dapo', beta=0.0, scale_rewards='group', "
+           "epsilon=0.2 (epsilon_high = epsilon), num_iterations=1; group std by torch.std (ddof 1) + 1e-4",
+           dict(advantage="group", std="sample", adv_eps=1e-4, kl="none", beta=0.0, whiten=False, epochs=1,
+                minibatches=1, aggregation="token-mean", eps_low=0.2, eps_high=0.2, ratio="token"),
+           "|o| * B/sum|o_j| * (r_i - mean)/(std_ddof1 + 1e-4)",
+           "what a TRL GRPOTrainer user gets by default (DAPO's token-mean loss, no KL); learning rate and lengths "
+           "stay toyrlhf's (`toyrlhf algos --names trl`)"),
+]}
+"""Settings reproducing a library's defaults, named after the library (its version and option names in `paper`)."""
+
+ALGORITHMS: dict[str, Preset] = {**PRESETS, **METHODS, **LIBRARY_PRESETS}
 """Every name `toyrlhf run` / `compare` / `toyrlhf.train` accept: the RL presets, then the methods."""
 
 

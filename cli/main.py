@@ -82,9 +82,9 @@ def app():
 for _cmd in (tasks_cmd, pretrain_cmd, sft_cmd, rm_cmd):
     app.add_command(_cmd)
 
-from . import commands_eval, commands_exact, commands_plot, commands_rl, commands_sweep  # noqa: E402
+from . import commands_eval, commands_exact, commands_inspect, commands_plot, commands_rl, commands_sweep  # noqa: E402
 
-for _mod in (commands_rl, commands_exact, commands_plot, commands_eval, commands_sweep):
+for _mod in (commands_rl, commands_exact, commands_plot, commands_eval, commands_sweep, commands_inspect):
     _mod.register(app)
 
 

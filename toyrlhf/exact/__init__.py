@@ -9,6 +9,7 @@ finite sum over them, and uniform averages over the task's prompts (the prompt d
     estimators.py    the exact expected gradient of each policy-gradient and KL estimator of ``rl/``
     optimum.py       the KL-regularised optimum pi* = pi_ref exp(r/beta)/Z, its frontier, best-of-n on its axes
     voting.py        exact maj@k (majority vote over final answers, ties at random) and pass@k curves
+    fixed_points.py  where each KL placement converges: the stationary points of the expected update (tabular)
     weights.py       the per-prompt weight w(p) of every advantage estimator for a 0/1 reward (the GRPO std question)
 
 The engine imports only ``tokens``, ``model``, ``errors`` and the pure-NumPy ``rl/advantages.py`` and
@@ -28,6 +29,7 @@ from .expectations import (best_of_n, best_of_n_kl, best_of_n_kl_bound, entropy,
 from .optimum import (Optimum, best_of_n_point, frontier, frontier_reward_at, optimal_policy, optimum,
                       total_variation)
 from .voting import answer_distribution, maj_at_k, maj_at_k_from_probs, pass_at_k_curve
+from .fixed_points import compare_placements, fixed_point, tabular_gradient
 from .weights import estimator_weights, prompt_weight, two_outcome_enumeration
 
 __all__ = [
@@ -74,4 +76,7 @@ __all__ = [
     "prompt_weight",
     "estimator_weights",
     "two_outcome_enumeration",
+    "fixed_point",
+    "tabular_gradient",
+    "compare_placements",
 ]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
+from toyrlhf import budget
 from toyrlhf.errors import UserError
+from toyrlhf.locks import folder_lock
 
 from .common import set_option, sigterm_as_interrupt
 
@@ -55,13 +57,41 @@ def plot_cmd(run_dirs, metrics, smooth, frontier, out):
 _STOP = None   # in a worker: the parent's stop event (set on Ctrl-C / SIGTERM)
 
 
-def _init_worker(stop) -> None:
+def _init_worker(stop, parent_pid: int | None = None) -> None:
     """Worker start-up: remember the stop event; ignore SIGINT while idle (a run being trained defers it to the end
-    of its step, then stops with its checkpoint written)."""
+    of its step, then stops with its checkpoint written); die with the parent (even kill -9 of compare)."""
     import signal
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive compare. On Linux the kernel sends SIGTERM when the parent dies
+    (prctl PR_SET_PDEATHSIG; a run being trained defers it to the end of its step, keeping its checkpoint); everywhere
+    a daemon thread also checks once a second that the parent is still our parent, and exits if not."""
+    import signal
+    import threading
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)   # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+                os._exit(143)
+            time.sleep(1.0)
+
+    if os.getppid() != parent_pid:   # the parent died before prctl took effect
+        os._exit(143)
+    threading.Thread(target=watch, name="toyrlhf-parent-watch", daemon=True).start()
 
 
 def _train_one(cfg_dict: dict, run_dir: str) -> dict:
@@ -197,13 +227,19 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     for name, value in (("--seeds", seeds), ("--steps", steps), ("--jobs", jobs)):
         if value is not None and value < 1:
             raise UserError(f"{name} must be a positive integer, got {value}")
-    configs = _resolve_configs(algos, task, seeds, steps, overrides)
-    n_runs = len(configs)
+    n_runs = len(algos) * seeds
     jobs = min(jobs or _default_jobs(), n_runs)
+    # the time and memory bound before the (algos x seeds) configs are built: one run of each algorithm, scaled
+    first = _resolve_configs(algos, task, 1, steps, overrides)
+    for cfg in first.values():
+        budget.check_rl(cfg, runs=n_runs, jobs=jobs)
+    configs = _resolve_configs(algos, task, seeds, steps, overrides)
 
     root = Path(out) if out else default_run_dir(f"compare-{task}")
     if root.exists() and not root.is_dir():
         raise UserError(f"{root}: exists and is not a folder")
+    # one compare per folder at a time: held until the command's click context closes (however it ends)
+    click.get_current_context().with_resource(folder_lock(root, "compare folder"))
     if root.is_dir() and any(root.iterdir()) and not overwrite:
         raise UserError(f"{root}: folder is not empty (use --overwrite)")
     run_dirs = {key: prepare_run_dir(root / f"{key[0]}-s{key[1]}", "", overwrite=overwrite) for key in configs}
@@ -222,7 +258,7 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     stop = ctx.Event()
     with sigterm_as_interrupt(), _worker_threads(max(1, _default_jobs() // jobs)), \
             cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(stop,)) as pool, \
+                                   initargs=(stop, os.getpid())) as pool, \
             click.progressbar(length=n_runs, label=f"{n_runs} runs on {jobs} process{'es' if jobs > 1 else ''}",
                               file=sys.stderr, width=24, show_eta=True, show_pos=True,
                               item_show_func=lambda _: state["text"]) as bar:

@@ -82,9 +82,9 @@ def app():
 for _cmd in (tasks_cmd, pretrain_cmd, sft_cmd, rm_cmd):
     app.add_command(_cmd)
 
-from . import commands_eval, commands_exact, commands_inspect, commands_plot, commands_rl, commands_sweep  # noqa: E402
+from . import commands_bon, commands_eval, commands_exact, commands_inspect, commands_plot, commands_rl, commands_sweep  # noqa: E402,E501
 
-for _mod in (commands_rl, commands_exact, commands_plot, commands_eval, commands_sweep, commands_inspect):
+for _mod in (commands_rl, commands_exact, commands_plot, commands_eval, commands_sweep, commands_bon, commands_inspect):
     _mod.register(app)
 
 
@@ -163,7 +163,7 @@ def main(argv=None) -> None:
         sys.exit(0)
     except SystemExit as e:
         # click turns a closed stdout (EPIPE, `toyrlhf tasks | head -1`) into exit 1 after wrapping sys.stdout
-        if e.code == 1 and isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
+        if e.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
             _quiet_stdout()
             sys.exit(0)
         raise

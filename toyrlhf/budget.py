@@ -25,6 +25,13 @@ MAX_SECONDS = 24 * 3600.0
 FLOPS_PER_S = 2e10
 """Optimistic arithmetic rate (float64 FLOP/s): measured steps run at 1e8-1e9 on one core, so this is a bound."""
 BYTES = 8   # float64
+STEP_OVERHEAD_S = {"rl": 2e-3, "stage": 2e-4}
+"""The least time a step takes whatever its size (Python and numpy call overhead; measured steps of the tiniest
+settings take 10-70 ms per RL step and ~1 ms per supervised step)."""
+HELDOUT_SEQUENCES = 4000
+"""Pretraining's held-out loss (stages.corpus_loss) runs 4,000 sequences through the model in one batch."""
+RUN_OVERHEAD_S = 1.0
+"""The least time one run costs beyond its steps (a compare worker's start-up, imports and curves.png)."""
 
 
 def memory_limit() -> int:
@@ -102,8 +109,9 @@ def pretrain_estimate(cfg) -> Estimate:
     mc, task = _model_config(cfg), _task(cfg.task)
     L = task.prompt_len + task.max_new_tokens + 1
     tokens = cfg.batch_size * L
-    seconds = cfg.steps * 3 * tokens * _token_flops(mc) / FLOPS_PER_S
-    nbytes = 4 * _n_params(mc) * BYTES + tokens * _token_bytes(mc) + cfg.corpus_size * L * BYTES
+    seconds = cfg.steps * (3 * tokens * _token_flops(mc) / FLOPS_PER_S + STEP_OVERHEAD_S["stage"])
+    heldout = HELDOUT_SEQUENCES * L * 2 * mc.features * BYTES   # stages.corpus_loss: one batch of 4,000 sequences
+    nbytes = 4 * _n_params(mc) * BYTES + max(tokens * _token_bytes(mc), heldout) + cfg.corpus_size * L * BYTES
     return Estimate("pretraining", seconds, nbytes)
 
 
@@ -112,7 +120,7 @@ def sft_estimate(pipe) -> Estimate:
     mc, task = _model_config(pipe.pretrain), _task(pipe.pretrain.task)
     L = task.prompt_len + task.max_new_tokens + 1
     tokens = pipe.sft.batch_size * L
-    seconds = pipe.sft.steps * 3 * tokens * _token_flops(mc) / FLOPS_PER_S
+    seconds = pipe.sft.steps * (3 * tokens * _token_flops(mc) / FLOPS_PER_S + STEP_OVERHEAD_S["stage"])
     nbytes = 4 * _n_params(mc) * BYTES + tokens * _token_bytes(mc) + pipe.sft.demos * L * BYTES
     return Estimate("SFT", seconds, nbytes)
 
@@ -123,7 +131,8 @@ def rm_estimate(rm, pipe) -> Estimate:
     L = task.prompt_len + task.max_new_tokens + 1
     sample_tokens = rm.pairs * rm.k * L
     step_tokens = rm.batch_size * 2 * L
-    seconds = (sample_tokens * _token_flops(mc) + rm.steps * 3 * step_tokens * _token_flops(mc)) / FLOPS_PER_S
+    seconds = ((sample_tokens * _token_flops(mc) + rm.steps * 3 * step_tokens * _token_flops(mc)) / FLOPS_PER_S
+               + rm.steps * STEP_OVERHEAD_S["stage"])
     nbytes = 4 * _n_params(mc) * BYTES + step_tokens * _token_bytes(mc) + sample_tokens * BYTES
     return Estimate("the reward model", seconds, nbytes)
 
@@ -138,7 +147,7 @@ def rl_estimate(cfg) -> Estimate:
     n_models = 2 + (1 if cfg.uses_critic else 0)
     rollout = B * task.max_new_tokens * 2 * f
     update = cfg.epochs * 3 * B * L * f * (2 if cfg.uses_critic else 1)
-    seconds = cfg.steps * (rollout + update) / FLOPS_PER_S
+    seconds = cfg.steps * ((rollout + update) / FLOPS_PER_S + STEP_OVERHEAD_S["rl"])
     nbytes = (n_models + 3) * _n_params(mc) * BYTES + B * L * _token_bytes(mc)
     up = [pretrain_estimate(cfg.pretrain), sft_estimate(_pipeline(cfg))]
     if cfg.reward == "rm" or (cfg.reward == "auto" and not task.verifiable):   # trainer.resolve_reward_source
@@ -157,7 +166,7 @@ def check_rl(cfg, runs: int = 1, jobs: int = 1) -> Estimate:
     if runs > 1:
         jobs = max(1, min(jobs, runs))
         e = Estimate(f"{runs:,} runs of {e.what} on {jobs} process{'es' if jobs > 1 else ''}",
-                     e.seconds * -(-runs // jobs), e.nbytes * jobs)
+                     (e.seconds + RUN_OVERHEAD_S) * -(-runs // jobs), e.nbytes * jobs)
     return e.check()
 
 

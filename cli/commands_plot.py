@@ -175,7 +175,7 @@ def _build_upstream(configs_by_seed: dict[int, list]) -> None:
 def _resolve_configs(algos, task, seeds, steps, overrides) -> dict[tuple[str, int], object]:
     from toyrlhf.settings import from_dict, parse_set_options, with_overrides
     from toyrlhf.config import RLConfig
-    from toyrlhf.rl.algorithms import PRESETS
+    from toyrlhf.rl.algorithms import ALGORITHMS
 
     from .commands_rl import check_against_task
     sets = parse_set_options(overrides)
@@ -185,7 +185,7 @@ def _resolve_configs(algos, task, seeds, steps, overrides) -> dict[tuple[str, in
     out = {}
     for algo in algos:
         for seed in range(seeds):
-            data = {**PRESETS[algo].knobs, "algo": algo, "task": task, "seed": seed}
+            data = {**ALGORITHMS[algo].knobs, "algo": algo, "task": task, "seed": seed}
             if steps is not None:
                 data["steps"] = steps
             cfg = with_overrides(from_dict(RLConfig, data), sets)
@@ -213,14 +213,14 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
 
     from toyrlhf import plotting
     from toyrlhf.settings import to_dict
-    from toyrlhf.rl.algorithms import PRESETS
+    from toyrlhf.rl.algorithms import ALGORITHMS
     from toyrlhf.runs import atomic_write_bytes, default_run_dir, prepare_run_dir
     from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
     algos = list(dict.fromkeys(algos))
     for a in algos:
-        if a not in PRESETS:
-            raise UserError(f"unknown algorithm {a!r}; choose from {', '.join(PRESETS)}")
+        if a not in ALGORITHMS:
+            raise UserError(f"unknown algorithm {a!r}; choose from {', '.join(ALGORITHMS)}")
     task = DEFAULT_TASK if task is None else task      # an explicit --task '' is an unknown task, not the default
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")

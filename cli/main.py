@@ -163,7 +163,7 @@ def main(argv=None) -> None:
         sys.exit(0)
     except SystemExit as e:
         # click turns a closed stdout (EPIPE, `toyrlhf tasks | head -1`) into exit 1 after wrapping sys.stdout
-        if e.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        if e.code == 1 and type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
             _quiet_stdout()
             sys.exit(0)
         raise

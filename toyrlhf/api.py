@@ -17,7 +17,7 @@ from typing import Callable
 
 from .config import RLConfig
 from .errors import UserError
-from .rl.algorithms import PRESETS
+from .rl.algorithms import ALGORITHMS
 from .rl.run import resume_config
 from .rl.run import train as _train_in_folder
 from .rl.trainer import Models, Trainer, build_models
@@ -66,9 +66,9 @@ def _flatten(settings: dict, prefix: str = "") -> dict[str, object]:
 def make_config(algo: str = "grpo", *, task: str = "pref", steps: int = 500, seed: int = 0,
                 settings: dict | None = None, **kw) -> RLConfig:
     """The resolved RLConfig of a preset with settings on top (UserError naming a bad key or value)."""
-    if algo not in PRESETS:
-        raise UserError(f"unknown algorithm {algo!r}; choose from {', '.join(PRESETS)}")
-    base = from_dict(RLConfig, {**PRESETS[algo].knobs, "algo": algo, "task": task, "seed": seed, "steps": steps})
+    if algo not in ALGORITHMS:
+        raise UserError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
+    base = from_dict(RLConfig, {**ALGORITHMS[algo].knobs, "algo": algo, "task": task, "seed": seed, "steps": steps})
     overrides = _flatten({**(settings or {}), **kw})
     for key in ("algo", "task", "seed"):
         if key in overrides:

@@ -308,6 +308,12 @@ class RLConfig:
             raise ValueError(f"method {self.method} needs beta > 0 (DPO's beta), got {self.beta}")
         if not self.sft_coef >= 0 or self.rft_samples < 1 or self.sft_demos < 1:
             raise ValueError("sft_coef must be >= 0; rft_samples and sft_demos positive integers")
+        if self.method != "rl" and (self.update != "sample" or self.epochs != 1 or self.minibatches != 1):
+            raise ValueError(f"method {self.method} takes one optimizer step per step on its own batch: update must "
+                             f"be 'sample', epochs and minibatches 1")
+        if self.method == "online_dpo" and self.group_size % 2:
+            raise ValueError(f"online_dpo pairs the G completions of a prompt: group_size must be even, "
+                             f"got {self.group_size}")
         choice("advantage", ADVANTAGE_ESTIMATORS)
         choice("kl", losses.KL_PLACEMENTS)
         choice("kl_estimator", losses.KL_ESTIMATORS)
@@ -395,6 +401,8 @@ class RLConfig:
         if unknown:
             raise ValueError(f"reward_weights: task {task.name!r} has no component {unknown[0]!r}; "
                              f"it has {', '.join(task.reward_weights)}")
+        if self.method in ("rft", "online_rft") and self.rft_keep == "correct" and not task.verifiable:
+            raise ValueError(f"rft_keep=correct needs a verifiable task; {task.name!r} has no rule (use best)")
         if ADVANTAGE_ESTIMATORS[self.advantage].needs_step_rewards and not task.has_step_rewards:
             raise ValueError(f"task {task.name!r} gives no step rewards; advantage={self.advantage} needs them")
         try:

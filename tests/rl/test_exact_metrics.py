@@ -54,3 +54,17 @@ def test_training_metrics_refuse_a_task_too_large_to_enumerate(monkeypatch):
         training_metrics(cfg)
     msg = str(err.value)
     assert "149,296 completions" in msg and "\n" not in msg
+
+
+def test_the_hook_logs_the_entropy_mechanism_and_its_first_order_prediction():
+    cfg, trainer = make_trainer()
+    fn = training_metrics(cfg)
+    first = fn(trainer)
+    assert {"exact_entropy_cov", "exact_entropy_change_cov", "exact_entropy_change_grad"} <= set(first)
+    assert "exact_entropy_change" not in first                     # no previous evaluation yet
+    pol = trainer.models.policy
+    step = np.random.default_rng(0).normal(0, 1e-4, pol.flat.shape)
+    pol.set_flat(pol.flat + step)
+    second = fn(trainer)
+    d, d1 = second["exact_entropy_change"], second["exact_entropy_change_first_order"]
+    assert abs(d) > 1e-7 and abs(d - d1) < 1e-3 * abs(d) + 1e-10

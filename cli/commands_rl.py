@@ -162,7 +162,8 @@ KNOB_REGISTRIES = {"advantage": ADVANTAGE_ESTIMATORS, "ratio": SURROGATES, "aggr
 
 @click.command("algos")
 @click.option("--names", "library", type=click.Choice(sorted(NAMES)), default=None,
-              help="Only the table of a library's option names -> toyrlhf settings (`--set` accepts TRL's).")
+              help="Only the table of a library's option names -> toyrlhf settings (`--set` accepts TRL's; verl's "
+                   "and OpenRLHF's are listed).")
 def algos_cmd(library):
     """The presets as settings of orthogonal knobs, with DeepSeekMath's gradient coefficient (Table 10 notation)."""
     if library is not None:
@@ -193,9 +194,10 @@ def algos_cmd(library):
     click.echo("\nSources and one-line differences:")
     for name, p in PRESETS.items():
         click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
-    click.echo("\nLibrary defaults (`toyrlhf run NAME`; `toyrlhf algos --names trl`):")
+    click.echo("\nLibrary defaults (`toyrlhf run NAME`; `toyrlhf algos --names trl|verl|openrlhf`):")
+    lw = max(len(n) for n in LIBRARY_PRESETS)
     for name, p in LIBRARY_PRESETS.items():
-        click.echo(f"  {name:<10} {p.note}  [{p.paper}]")
+        click.echo(f"  {name:<{lw}} {p.note}  [{p.paper}]")
     for knob, registry in KNOB_REGISTRIES.items():
         click.echo(f"\n--set {knob}=NAME  ({registry.kind}):")
         width = max(len(n) for n in registry)

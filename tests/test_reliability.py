@@ -397,3 +397,47 @@ def test_matplotlib_is_silent_under_an_unwritable_home(tmp_path):
         assert p.returncode == 0
         return
     assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+# ------------------------------------------------------------------------------------------------ fuzz (item 3)
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import dataclasses as _dc  # noqa: E402
+
+_KEYS = [f.name for f in _dc.fields(RLConfig) if f.name not in ("pretrain", "sft", "rm")] + \
+    [f"{s}.{f.name}" for s, c in (("pretrain", "PretrainConfig"), ("sft", "SFTConfig"), ("rm", "RMConfig"))
+     for f in _dc.fields(getattr(__import__("toyrlhf.config", fromlist=[c]), c))]
+_VALUES = st.one_of(
+    st.integers(-10**30, 10**30).map(str), st.integers(0, 64).map(str), st.just("9" * 5000),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr), st.sampled_from(["nan", "inf", "-inf", "", "none", "true",
+                                                                               "1e308", "-0", "0x10", "1_000"]),
+    st.text(max_size=12))
+FUZZ_SEEN = {"inputs": 0, "exit": {}}
+
+
+@given(sets=st.lists(st.tuples(st.sampled_from(_KEYS), _VALUES), min_size=1, max_size=4),
+       as_file=st.booleans())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_settings_are_exit_0_or_2_with_one_line_never_a_traceback(sets, as_file, tmp_path_factory, capsys,
+                                                                         monkeypatch):
+    """--set and --config values drawn at random; training is stubbed (a valid config exits 0 at once)."""
+    import cli.commands_rl as rl_cmd  # the installed toyrlhf.cli resolves to the same module
+    from toyrlhf.cli import commands_rl
+    stub = lambda cfg, run_dir, **kw: {"models": {}, "wall_time_s": 0.0, "step_time_ms": 0.0, "steps": cfg.steps}
+    monkeypatch.setattr(commands_rl, "train", stub)
+    monkeypatch.setattr(rl_cmd, "train", stub, raising=False)
+    d = tmp_path_factory.mktemp("fuzz")
+    args = ["run", "grpo", "--out", d / "out"]
+    if as_file:
+        body = "\n".join(f"{k} = {json.dumps(v)}" if "." not in k else f"[{k.split('.')[0]}]\n{k.split('.')[1]} = "
+                         f"{json.dumps(v)}" for k, v in sets)
+        (d / "c.toml").write_text(body)
+        args += ["--config", d / "c.toml"]
+    else:
+        args += [a for k, v in sets for a in ("--set", f"{k}={v}")]
+    code, out, err = invoke(args, capsys)
+    FUZZ_SEEN["inputs"] += 1
+    FUZZ_SEEN["exit"][code] = FUZZ_SEEN["exit"].get(code, 0) + 1
+    assert code in (0, 2, 3), (args, err)
+    assert "Traceback" not in err and len(err.splitlines()) <= 1, (args, err)

@@ -422,11 +422,9 @@ FUZZ_SEEN = {"inputs": 0, "exit": {}}
 def test_fuzzed_settings_are_exit_0_or_2_with_one_line_never_a_traceback(sets, as_file, tmp_path_factory, capsys,
                                                                          monkeypatch):
     """--set and --config values drawn at random; training is stubbed (a valid config exits 0 at once)."""
-    import cli.commands_rl as rl_cmd  # the installed toyrlhf.cli resolves to the same module
     from toyrlhf.cli import commands_rl
     stub = lambda cfg, run_dir, **kw: {"models": {}, "wall_time_s": 0.0, "step_time_ms": 0.0, "steps": cfg.steps}
     monkeypatch.setattr(commands_rl, "train", stub)
-    monkeypatch.setattr(rl_cmd, "train", stub, raising=False)
     d = tmp_path_factory.mktemp("fuzz")
     args = ["run", "grpo", "--out", d / "out"]
     if as_file:
@@ -441,3 +439,5 @@ def test_fuzzed_settings_are_exit_0_or_2_with_one_line_never_a_traceback(sets, a
     FUZZ_SEEN["exit"][code] = FUZZ_SEEN["exit"].get(code, 0) + 1
     assert code in (0, 2, 3), (args, err)
     assert "Traceback" not in err and len(err.splitlines()) <= 1, (args, err)
+    if FUZZ_SEEN["inputs"] % 300 == 0:
+        print("fuzz outcomes", FUZZ_SEEN)

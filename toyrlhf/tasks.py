@@ -17,6 +17,7 @@ Tasks:
     pref    no rule: a hidden gold reward scores on-topic, varied, 3-word completions (the default)
     arith   verifiable two-step modular arithmetic, with outcome, format and step rewards (R1 style)
     length  verifiable, with correctness independent of length: a test bed for GRPO's length bias
+    arith_hard  arith whose b = 4 prompts are demonstrated with a misconception (few SFT successes)
 """
 from __future__ import annotations
 
@@ -401,6 +402,49 @@ class ArithTask(Task):
         return prompts, comps
 
 
+class ArithHardTask(ArithTask):
+    """arith with hard prompts (issue 16, item 4): the prompts with b = 4 (25 of 125) are demonstrated with a
+    misconception, s2 = (s1 + c + 1) % 5, except a share `demo_right` (2 %) of their demonstrations, which are
+    right, and the corpus's step-2 rule on them is the same misconception. Rewards, prompts and the window are
+    arith's; the SFT model's success probability on the hard
+    prompts is small (a few per cent), so pass@k at large k asks whether RL finds what the SFT model rarely
+    samples (Yue et al. 2025; DeepSeekMath Fig. 7). With a 4-token window the model sees b, c, "=" and s1 when it
+    writes s2, so the misconception is representable."""
+
+    HARD_B = 4
+    demo_right = 0.02
+
+    def __init__(self):
+        super().__init__()
+        self.name = "arith_hard"
+        self.description = "arith whose b = 4 prompts are demonstrated with a misconception: SFT rarely solves them"
+
+    def hard(self, prompts) -> np.ndarray:
+        """(n,) bool: the hard prompts (b = 4)."""
+        return prompts[:, 2] - self.digit0 == self.HARD_B
+
+    def corpus_probs(self, prompts, prefix) -> np.ndarray:
+        """arith's corpus, except that on a hard prompt the step-2 rule is the misconception (d + c + 1) % 5."""
+        probs = super().corpus_probs(prompts, prefix)
+        prompts, prefix = self._check(prompts, prefix)
+        if prefix.shape[1] == 1:
+            rows = self.hard(prompts) & self._is_digit(prefix[:, 0])
+            j = np.arange(self.n_out)
+            digits = (j >= self.digit0 - OUT_OFFSET) & (j < self.digit0 - OUT_OFFSET + self.M)
+            base = super().corpus_probs(prompts[rows], prefix[rows])
+            d = base[:, digits]
+            probs[np.ix_(rows, digits)] = np.roll(d, 1, axis=1)
+            probs[np.ix_(rows, ~digits)] = base[:, ~digits]
+        return probs
+
+    def demonstrations(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """arith's demonstrations; on a hard prompt s2 is (s1 + c + 1) % 5 unless a draw < demo_right."""
+        prompts, comps = super().demonstrations(n, rng)
+        wrong = self.hard(prompts) & (rng.random(n) >= self.demo_right)
+        comps[wrong, 1] = (comps[wrong, 1] - self.digit0 + 1) % self.M + self.digit0
+        return prompts, comps
+
+
 # ====================================================================== length
 class LengthTask(Task):
     """Verifiable task whose correctness does not depend on length: the test bed for GRPO's length bias.
@@ -479,7 +523,8 @@ class LengthTask(Task):
 
 
 # ====================================================================== registry
-TASKS: dict[str, Task] = {task.name: task for task in (PrefTask(), ArithTask(), LengthTask())}
+TASKS: dict[str, Task] = {task.name: task for task in (PrefTask(), ArithTask(), LengthTask(),
+                                                       ArithHardTask())}
 DEFAULT_TASK = "pref"
 
 

@@ -54,7 +54,7 @@ def format_table(report) -> list[str]:
 @click.option("--samples", type=int, default=2000, show_default=True,
               help="Monte-Carlo draws per estimator (KL: batches of 16 sequences; policy gradient: one group "
                    "of G=8 completions for each of 4 prompts).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the upstream models and of the draws.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the upstream models and of the draws.")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None,
               help="Also draw the table as a figure (.png, .svg or .pdf).")
 @click.option("--all-algos", "all_algos", is_flag=True,

@@ -52,7 +52,8 @@ def toyrlhf_cli(*args, env_extra=None):
 
 
 @pytest.mark.parametrize("args,fragment", [(["--task", "nope"], "unknown task 'nope'"),
-                                           (["--samples", "1"], "--samples must be at least 2")])
+                                           (["--samples", "1"], "--samples must be at least 2"),
+                                           (["--seed", "-1"], "-1 is not in the range x>=0")])
 def test_check_wrong_input_is_one_line_exit_2(args, fragment, tmp_path):
     proc = toyrlhf_cli("check", *args, env_extra={"TOYRLHF_CACHE_DIR": str(tmp_path)})
     assert proc.returncode == 2, proc.stderr

@@ -16,6 +16,7 @@ from toyrlhf.runs import from_json_array, load_npz, read_json
 
 from conftest import run_cli
 
+
 UPSTREAM = ["--set", "prompts_per_step=4", "--set", "group_size=4", "--set", "pretrain.steps=30",
             "--set", "pretrain.corpus_size=500", "--set", "sft.steps=10", "--set", "rm.pairs=200",
             "--set", "rm.norm_samples=64"]
@@ -181,3 +182,17 @@ def test_deeply_nested_json_is_a_one_line_user_error(tmp_path):
     np.savez(path, **{**arrays, "model_config": np.array(deep)})
     with pytest.raises(UserError, match="corrupt checkpoint"):
         stages.load_model(path, "lm")
+
+
+@pytest.mark.parametrize("argv", [["pretrain", "--set", "steps=1000000000000"],
+                                  ["sft", "--set", "steps=1000000000000"],
+                                  ["rm", "--set", "steps=1000000000000"],
+                                  ["pretrain", "--set", "hidden=100000"]])
+def test_a_stage_that_cannot_finish_or_fit_is_refused_up_front_with_the_estimate(argv, tmp_path):
+    """Issue 13 item 4: the stage commands run the same budget check as `run`, before anything is written."""
+    out = tmp_path / "never"
+    p = run_cli([*argv, "--out", out], cwd=tmp_path, env_extra={"TOYRLHF_CACHE_DIR": str(tmp_path / "cache")},
+                timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and ("h" in p.stderr or "GiB" in p.stderr)
+    assert not out.exists()

@@ -59,6 +59,7 @@ from . import exact
 from . import preferences as prefs
 from . import stages
 from . import tokens as tk
+from . import budget
 from .config import Pipeline, RMConfig
 from .errors import UserError
 from .model import ROLE_PARAMS, TinyLM
@@ -406,6 +407,7 @@ def run_rm(cfg: RMConfig, out=None, *, init=None, task: str = "pref", seed: int 
     """Reward-model training in a run folder from the --init SFT checkpoint or the cached SFT model."""
     sft_model, task = stages.init_model(init, "lm", task)
     t = stages.check_task(task)
+    budget.check_stage("rm", cfg, Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed)))
     with stage_run(out, f"rm-{task}-s{seed}", overwrite, bars) as run:
         if sft_model is None:
             pipe = Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed))

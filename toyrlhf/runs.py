@@ -180,7 +180,7 @@ def _parse_metrics(path: Path) -> list[tuple[str, dict]]:
             continue
         try:
             rec = json.loads(line)
-            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+            if not isinstance(rec, dict) or type(rec.get("step")) is not int:   # a bool is no step
                 raise ValueError
         except (ValueError, RecursionError):
             if i == len(lines) - 1:       # the unterminated tail

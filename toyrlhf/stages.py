@@ -13,6 +13,7 @@ import numpy as np
 
 from . import tokens as tk
 from .checkpoints import cache_dir, cached_model, check_finite, load_model, save_model  # noqa: F401 (re-exported)
+from . import budget
 from .config import Pipeline, PretrainConfig, SFTConfig
 from .model import TinyLM
 from .optim import Adam, clip_grad_norm
@@ -163,6 +164,7 @@ def run_pretrain(cfg: PretrainConfig, out=None, *, overwrite: bool = False, bars
         cfg.model_config()   # the shape settings: checked before anything is built or written
     except ValueError as e:
         raise UserError(f"pretrain: {str(e).splitlines()[0]}") from None
+    budget.check_stage("pretrain", cfg)          # refuse what cannot finish or fit, before anything is written
     config = {"pretrain": to_dict(cfg)}
     with stage_run(out, f"pretrain-{cfg.task}-s{cfg.seed}", overwrite, bars) as run:
         run.write("config.json", lambda p: write_json(p, {"stage": "pretrain", **config}))
@@ -178,6 +180,7 @@ def run_sft(cfg: SFTConfig, out=None, *, init=None, task: str = "pref", seed: in
     """SFT in a run folder from the --init checkpoint (its task wins) or the cached pretrained model."""
     base, task = init_model(init, "lm", task)
     t = check_task(task)
+    budget.check_stage("sft", Pipeline(pretrain=PretrainConfig(task=task, seed=seed), sft=cfg))
     with stage_run(out, f"sft-{task}-s{seed}", overwrite, bars) as run:
         if base is None:
             pc = PretrainConfig(task=task, seed=seed)

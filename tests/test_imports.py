@@ -34,7 +34,7 @@ LAYERS = {
     2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.library_names", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
         "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
-        "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses", "toyrlhf.library_names"],
+        "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses", "toyrlhf.library_names", "toyrlhf.rl.token_masks"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",
         "toyrlhf.rl.run", "toyrlhf.rl.exact_metrics", "toyrlhf.rl.exact_eval", "toyrlhf.rl.exact_update",
         "toyrlhf.rl.method_base", "toyrlhf.rl.rft", "toyrlhf.rl.dpo", "toyrlhf.rl.methods", "toyrlhf.rl.bon",

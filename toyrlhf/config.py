@@ -18,6 +18,7 @@ from .rl.advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings
 from .rl.algorithms import ALGORITHMS, METHOD_NAMES
 from .rl.preference_losses import PREFERENCE_LOSSES
 from .rl.rollout import REWARD_SOURCES
+from .rl.token_masks import TOKEN_MASKS
 from .tasks import get_task
 
 MAX_RESAMPLE = 1000
@@ -243,6 +244,31 @@ class RLConfig:
     """Value-loss clipping range (None: no clipping)."""
     entropy_coef: float = 0.0
     """Entropy bonus coefficient."""
+    entropy_target: Optional[float] = None
+    """If set, entropy_coef adapts toward this per-token entropy (nats) after each step: c <- clip(c + entropy_coef_step
+    * sign(target - H), 0, entropy_coef_max) (He et al. 2025, Skywork-OR1 adaptive entropy control); entropy_coef is
+    the starting value."""
+    entropy_coef_step: float = 1e-3
+    """entropy_target: the coefficient's change per step (> 0)."""
+    entropy_coef_max: float = 0.1
+    """entropy_target: upper bound of the adaptive coefficient (> 0)."""
+    token_mask: str = "none"
+    """Which tokens get policy-gradient loss (rl/token_masks.py): 'none' (all); 'entropy_top' (the top
+    entropy_top_frac of the batch's tokens by pi_old's entropy; Wang et al. 2025, Beyond the 80/20 rule); 'clip_cov'
+    (gradient removed from cov_ratio * N random tokens with clip_cov_lb < Cov(A, logp) < clip_cov_ub; Cui et al.
+    2025); 'kl_cov' (kl_cov_coef |logp - logp_old| on the top cov_ratio * N tokens by Cov; Cui et al. 2025).
+    Token-level surrogates only."""
+    entropy_top_frac: float = 0.2
+    """token_mask=entropy_top: rho, the fraction of highest-entropy tokens kept (Wang et al. 2025: 0.2)."""
+    cov_ratio: float = 2e-4
+    """token_mask=clip_cov / kl_cov: r, the fraction of tokens selected (at least one; verl clip_cov_ratio /
+    kl_cov_ratio 2e-4)."""
+    clip_cov_lb: float = 1.0
+    """token_mask=clip_cov: omega_low, the covariance a token must exceed to be eligible (verl 1.0)."""
+    clip_cov_ub: float = 5.0
+    """token_mask=clip_cov: omega_high, the covariance bound above which tokens are not eligible (verl 5.0)."""
+    kl_cov_coef: float = 0.1
+    """token_mask=kl_cov: beta of the |logp - logp_old| penalty (verl ppo_kl_coef 0.1)."""
     dynamic_sampling: bool = False
     """DAPO: drop groups whose rewards are all equal and sample more prompts to refill the batch."""
     max_resample: int = 4
@@ -369,6 +395,22 @@ class RLConfig:
                              f"{self.ratio_cap_delta}")
         if not (self.sapo_tau_pos > 0 and self.sapo_tau_neg > 0):
             raise ValueError("sapo_tau_pos and sapo_tau_neg must be > 0")
+        if self.token_mask not in TOKEN_MASKS:
+            raise ValueError(f"token_mask must be one of {', '.join(TOKEN_MASKS)}; got {self.token_mask!r}")
+        if self.token_mask != "none" and SURROGATES[self.ratio].level != "token":
+            raise ValueError(f"token_mask={self.token_mask} selects tokens; it needs a token-level surrogate, not "
+                             f"ratio={self.ratio}")
+        if self.token_mask != "none" and self.update == "exact":
+            raise ValueError(f"token_mask={self.token_mask} needs update=sample (no exact expectation of a mask)")
+        if not 0 < self.entropy_top_frac <= 1 or not 0 < self.cov_ratio <= 1:
+            raise ValueError("entropy_top_frac and cov_ratio must lie in (0, 1]")
+        if not self.clip_cov_lb < self.clip_cov_ub or not self.kl_cov_coef >= 0:
+            raise ValueError("clip_cov_lb must be < clip_cov_ub and kl_cov_coef >= 0")
+        if self.entropy_target is not None and not (self.entropy_target >= 0 and self.entropy_coef_step > 0
+                                                    and self.entropy_coef_max > 0):
+            raise ValueError("entropy_target must be >= 0, entropy_coef_step and entropy_coef_max > 0")
+        if self.entropy_target is not None and self.update == "exact":
+            raise ValueError("entropy_target needs update=sample")
         if self.kl_ratio_correction and self.kl != "loss":
             raise ValueError(f"kl_ratio_correction weights the KL loss term; it needs kl=loss, got kl={self.kl}")
         if self.update not in ("sample", "exact"):

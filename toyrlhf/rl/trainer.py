@@ -31,7 +31,7 @@ from ..runs import Interrupted, NumericalError, from_json_array, json_array, loa
 from ..settings import from_dict, to_dict
 from ..tasks import get_task
 from . import advantages as adv_mod
-from . import exact_update, losses, surrogates
+from . import exact_update, losses, surrogates, token_masks
 from .rollout import RewardFn, Rollout, greedy_rewards, rollout
 
 
@@ -108,6 +108,7 @@ class Trainer:
         self.kl_ctl = (losses.AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
                        if cfg.kl_target is not None else losses.FixedKLController(cfg.beta))
         self.rng = np.random.default_rng([cfg.seed, 4])
+        self.entropy_coef = cfg.entropy_coef       # adapted toward entropy_target when set (end_of_step)
         self.step_count = 0
         self.exact_fn: Callable | None = None     # set by `toyrlhf run --exact` (toyrlhf.exact)
         if cfg.update == "exact":                   # `--set update=exact`: expected updates (rl/exact_update.py)
@@ -190,7 +191,9 @@ class Trainer:
         """Minimise surrogate [+ beta * KL] [- c_H * entropy] on each minibatch with Adam; per-minibatch stats."""
         cfg, policy = self.cfg, self.models.policy
         agg = dict(aggregation=cfg.aggregation, max_tokens=self.task.max_new_tokens)
-        stats = {"clip_fraction": [], "approx_kl": [], "grad_norm": [], "loss": []}
+        stats = {"clip_fraction": [], "approx_kl": [], "grad_norm": [], "loss": [], "masked_token_fraction": []}
+        keep_ent = (token_masks.entropy_top_mask(ro.entropy, tg.loss_mask, cfg.entropy_top_frac)
+                    if cfg.token_mask == "entropy_top" else None)
         first = True
         for rows in schedule:
             tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
@@ -201,19 +204,31 @@ class Trainer:
             # exactly 1 (not 1 up to the round-off of a differently shaped matrix product).
             old = logp.copy() if first else ro.old_logp[rows]
             first = False
-            loss, dlogp, st = surrogates.policy_loss(logp, old, tg.adv[rows], lmask, eps_low=cfg.eps_low,
+            adv, kl_cov_sel = tg.adv[rows], None
+            if cfg.token_mask != "none":       # entropy_top / clip_cov / kl_cov (rl/token_masks.py)
+                adv, kl_cov_sel, frac = token_masks.apply_token_mask(
+                    cfg.token_mask, logp=logp, old_logp=old, adv=adv, mask=lmask,
+                    keep_entropy=None if keep_ent is None else keep_ent[rows], rng=self.rng, eps_low=cfg.eps_low,
+                    eps_high=cfg.eps_high, cov_ratio=cfg.cov_ratio, clip_cov_lb=cfg.clip_cov_lb,
+                    clip_cov_ub=cfg.clip_cov_ub)
+                stats["masked_token_fraction"].append(frac)
+            loss, dlogp, st = surrogates.policy_loss(logp, old, adv, lmask, eps_low=cfg.eps_low,
                                                  eps_high=cfg.eps_high, ratio=cfg.ratio, **agg,
                                                  hp=cfg.surrogate_settings)
+            if kl_cov_sel is not None:
+                kv, dk = token_masks.kl_cov_penalty(logp, old, kl_cov_sel, lmask, coef=cfg.kl_cov_coef, **agg)
+                loss += kv
+                dlogp = dlogp + dk
             if cfg.kl == "loss" and beta > 0:
                 kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg,
                                              old_logp=old if cfg.kl_ratio_correction else None)
                 loss += beta * kl_val
                 dlogp = dlogp + beta * dkl
             dent = None
-            if cfg.entropy_coef > 0:
+            if self.entropy_coef > 0:
                 ent_val, w = losses.aggregate(ent, lmask, cfg.aggregation, max_tokens=self.task.max_new_tokens)
-                loss -= cfg.entropy_coef * ent_val
-                dent = -cfg.entropy_coef * w
+                loss -= self.entropy_coef * ent_val
+                dent = -self.entropy_coef * w
             grad, gnorm = clip_grad_norm(policy.logp_backward(dlogp, cache, dent), cfg.max_grad_norm)
             _check_finite(self.step_count + 1, loss=loss, gradient=gnorm)
             self.opt.step(policy.flat, grad)
@@ -249,6 +264,10 @@ class Trainer:
         kl_mean = float(((raw.old_logp - raw.ref_logp) * raw.mask).sum(axis=1).mean())   # sum_t k1 per sequence
         if cfg.kl != "none":
             self.kl_ctl.update(kl_mean, ro.tokens.shape[0])
+        if cfg.entropy_target is not None:                                # adaptive entropy coefficient
+            self.entropy_coef = token_masks.adaptive_entropy_coef(
+                self.entropy_coef, float(raw.entropy[raw.mask].mean()), cfg.entropy_target, cfg.entropy_coef_step,
+                cfg.entropy_coef_max)
         if cfg.ref_reset_every and self.step_count % cfg.ref_reset_every == 0:
             self.models.reference.set_flat(self.models.policy.flat)       # DeepSeek-R1 / iterative GRPO
         return kl_mean
@@ -289,6 +308,10 @@ class Trainer:
             "beta": float(beta),
             "frac_zero_std_groups": n_zero / cfg.prompts_per_step,
         }
+        if cfg.token_mask != "none":
+            out["masked_token_fraction"] = _mean(pstats["masked_token_fraction"])
+        if cfg.entropy_target is not None:
+            out["entropy_coef"] = self.entropy_coef
         if raw.correct is not None:
             out["accuracy"] = float(raw.correct.mean())
             out["response_length_correct"] = _mean(raw.lengths[raw.correct])
@@ -309,6 +332,8 @@ class Trainer:
                "task": np.array(self.cfg.task), "kl_ctl": json_array(self.kl_ctl.state_dict())}
         for k, v in self.opt.state().items():
             out[f"opt_{k}"] = v
+        if self.cfg.entropy_target is not None:
+            out["entropy_coef"] = np.array(self.entropy_coef)
         if m.critic is not None:
             out["critic"] = m.critic.flat
             for k, v in self.critic_opt.state().items():
@@ -370,6 +395,8 @@ class Trainer:
             self.critic_opt.load_state(critic_opt)
         self.rng.bit_generator.state = rng_state
         self.kl_ctl.load_state_dict(kl_state)
+        if self.cfg.entropy_target is not None and "entropy_coef" in z:
+            self.entropy_coef = float(z["entropy_coef"])
         self.step_count = step
 
 

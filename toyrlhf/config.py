@@ -15,6 +15,7 @@ from .optim import LR_SCHEDULES
 from .rl import losses
 from .rl.surrogates import SURROGATES, SurrogateSettings
 from .rl.advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings
+from .rl.advantages_baselines import REWARD_NORMS
 from .rl.algorithms import ALGORITHMS, METHOD_NAMES
 from .rl.preference_losses import PREFERENCE_LOSSES
 from .rl.rollout import REWARD_SOURCES
@@ -286,6 +287,17 @@ class RLConfig:
     preference tasks, the rule for verifiable ones)."""
     reward_weights: str = ""
     """Weights of the task's reward components for rule rewards, e.g. 'accuracy=1,format=0.2' (default: the task's)."""
+    reward_norm: str = "sum"
+    """Several rule-reward components (reward_weights): 'sum' (weighted sum, then the advantage estimator) or 'gdpo'
+    (each component group-normalised, then weighted and summed, then batch-normalised; Liu et al. 2026, GDPO).
+    gdpo needs advantage=group, rule rewards, no KL in the reward and no overlong penalty."""
+    micro_batches: int = 1
+    """Gradient accumulation: each minibatch's gradient is the sum over this many micro-batches (split by prompt
+    group), then one clip and Adam step."""
+    token_norm: str = "global"
+    """With micro_batches > 1, how token-mean / seq-mean counts are taken: 'global' (the whole minibatch's token and
+    sequence counts: TRL loss_type='dapo', equal to the unsplit minibatch) or 'local' (each micro-batch's own
+    counts, then the mean over micro-batches: TRL 'bnpo')."""
     exact_every: int = 0
     """With --exact: compute exact_* metrics by enumeration every N steps."""
     update: str = "sample"
@@ -411,6 +423,20 @@ class RLConfig:
             raise ValueError("entropy_target must be >= 0, entropy_coef_step and entropy_coef_max > 0")
         if self.entropy_target is not None and self.update == "exact":
             raise ValueError("entropy_target needs update=sample")
+        choice("reward_norm", REWARD_NORMS)
+        choice("token_norm", ("global", "local"))
+        if self.micro_batches < 1:
+            raise ValueError(f"micro_batches must be a positive integer, got {self.micro_batches}")
+        if self.micro_batches * self.minibatches > self.prompts_per_step:
+            raise ValueError("minibatches x micro_batches cannot exceed prompts_per_step (both split by prompt group)")
+        if self.micro_batches > 1 and self.update == "exact":
+            raise ValueError("micro_batches > 1 needs update=sample")
+        if self.reward_norm == "gdpo":
+            if self.advantage != "group":
+                raise ValueError(f"reward_norm=gdpo normalises each reward component in its group; it needs "
+                                 f"advantage=group, got {self.advantage}")
+            if self.kl == "reward" or self.overlong_penalty or self.update == "exact":
+                raise ValueError("reward_norm=gdpo needs kl != reward, no overlong_penalty and update=sample")
         if self.kl_ratio_correction and self.kl != "loss":
             raise ValueError(f"kl_ratio_correction weights the KL loss term; it needs kl=loss, got kl={self.kl}")
         if self.update not in ("sample", "exact"):
@@ -445,6 +471,9 @@ class RLConfig:
                              f"it has {', '.join(task.reward_weights)}")
         if self.method in ("rft", "online_rft") and self.rft_keep == "correct" and not task.verifiable:
             raise ValueError(f"rft_keep=correct needs a verifiable task; {task.name!r} has no rule (use best)")
+        if self.reward_norm == "gdpo" and (self.reward == "rm" or (self.reward == "auto" and not task.verifiable)):
+            raise ValueError(f"reward_norm=gdpo needs rule reward components (reward=gold); task {task.name!r} "
+                             f"uses the reward model here")
         if ADVANTAGE_ESTIMATORS[self.advantage].needs_step_rewards and not task.has_step_rewards:
             raise ValueError(f"task {task.name!r} gives no step rewards; advantage={self.advantage} needs them")
         try:

@@ -17,7 +17,12 @@ import numpy as np
 from .advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings, _check_choice, _grouped, group_advantages
 
 __all__ = ["reinforce_pp_advantages", "reinforce_pp_baseline_advantages", "batch_std_advantages",
-           "remax_advantages", "gpg_advantages", "opo_advantages", "passk_advantages", "gpg_expected"]
+           "remax_advantages", "gpg_advantages", "opo_advantages", "passk_advantages", "gpg_expected",
+           "multi_reward_advantages", "REWARD_NORMS"]
+
+REWARD_NORMS = ("sum", "gdpo")
+"""The knob ``reward_norm``: 'sum' (weight and sum the reward components, then the run's advantage estimator) or
+'gdpo' (normalise each component in its group, then the weighted sum; ``multi_reward_advantages``)."""
 
 
 def _ddof(std: str) -> int:
@@ -165,6 +170,34 @@ def passk_advantages(rewards, G: int, *, eps: float = 1e-6, std: str = "populati
     rows = np.flatnonzero(gap > 0)
     out[rows, np.argmax(r[rows], axis=1)] = gap[rows] / (sd[rows] + eps)
     return out.ravel()
+
+
+def multi_reward_advantages(components: dict, weights: dict, G: int, *, mode: str = "gdpo", eps: float = 1e-6,
+                            std: str = "population") -> np.ndarray:
+    r"""Advantages from several reward components r^(k) with weights w_k (rows grouped in groups of G):
+
+    mode="sum"  (sum then normalise; GRPO on the combined reward, as TRL's reward_weights do):
+        r_i = sum_k w_k r^(k)_i,   A_i = (r_i - mean_group(r)) / (std_group(r) + eps)
+    mode="gdpo" (normalise then sum; GDPO, Liu et al. 2026, "GDPO: Group reward-Decoupled Normalization Policy
+    Optimization for Multi-reward RL Optimization", eqs. 4-6):
+        A^(k)_i = (r^(k)_i - mean_group(r^(k))) / (std_group(r^(k)) + eps),
+        A^sum_i = sum_k w_k A^(k)_i,   A_i = (A^sum_i - mean_batch(A^sum)) / (std_batch(A^sum) + eps)
+
+    Summing first lets a component with a large spread swamp the others and maps distinct component patterns to
+    the same advantage (e.g. (1, 0) and (0, 1) with equal weights); decoupling keeps each component's signal.
+    """
+    if mode not in REWARD_NORMS:
+        raise ValueError(f"mode must be one of {', '.join(REWARD_NORMS)}; got {mode!r}")
+    if not components or set(components) != set(weights):
+        raise ValueError(f"components {sorted(components)} and weights {sorted(weights)} must name the same keys")
+    if mode == "sum":
+        r = sum(float(weights[k]) * np.asarray(components[k], np.float64) for k in components)
+        return group_advantages(r, G, scale="std", std=std, eps=eps)
+    total = sum(float(weights[k]) * group_advantages(np.asarray(components[k], np.float64), G, scale="std",
+                                                     std=std, eps=eps) for k in components)
+    if total.max() == total.min():
+        return np.zeros_like(total)
+    return (total - total.mean()) / (total.std(ddof=_ddof(std)) + eps)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from ..settings import from_dict, to_dict
 from ..tasks import get_task
 from . import advantages as adv_mod
 from . import exact_update, losses, surrogates, token_masks
+from .advantages_baselines import multi_reward_advantages
 from .rollout import RewardFn, Rollout, greedy_rewards, rollout
 
 
@@ -160,6 +161,11 @@ class Trainer:
         if "greedy_reward" in est.inputs:                                 # ReMax: pi_old's greedy completion
             x.greedy_reward = greedy_rewards(self.models.policy, self.task, self.reward_fn, ro.tokens, ro.group_size)
         adv, returns = adv_mod.compute_advantages(cfg.advantage, x, cfg.advantage_settings)
+        if cfg.reward_norm == "gdpo":           # normalise each rule-reward component, then sum (GDPO)
+            comps = self.task.reward_components(*_split(ro, self.task))
+            seq = multi_reward_advantages(comps, self.reward_fn.weights, ro.group_size, mode="gdpo",
+                                          eps=cfg.adv_eps, std=cfg.std)
+            adv = adv_mod.broadcast_to_tokens(seq, ro.mask)
         if cfg.whiten:
             adv = adv_mod.batch_normalize(adv, ro.mask)
         loss_mask = ro.mask & ~ro.truncated[:, None] if cfg.mask_truncated else ro.mask
@@ -190,53 +196,94 @@ class Trainer:
     def policy_update(self, ro: Rollout, tg: "Targets", schedule: list[np.ndarray], beta: float) -> dict:
         """Minimise surrogate [+ beta * KL] [- c_H * entropy] on each minibatch with Adam; per-minibatch stats."""
         cfg, policy = self.cfg, self.models.policy
-        agg = dict(aggregation=cfg.aggregation, max_tokens=self.task.max_new_tokens)
         stats = {"clip_fraction": [], "approx_kl": [], "grad_norm": [], "loss": [], "masked_token_fraction": []}
         keep_ent = (token_masks.entropy_top_mask(ro.entropy, tg.loss_mask, cfg.entropy_top_frac)
                     if cfg.token_mask == "entropy_top" else None)
         first = True
         for rows in schedule:
-            tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
-            if not lmask.any():
+            if not tg.loss_mask[rows].any():
                 continue
-            logp, ent, cache = policy.logp_forward(tok, ro.mask[rows], cfg.temperature)
             # pi_theta == pi_old before the first update of a rollout: use the same numbers so the ratio is
             # exactly 1 (not 1 up to the round-off of a differently shaped matrix product).
-            old = logp.copy() if first else ro.old_logp[rows]
+            loss, grad, st = self.minibatch_gradient(ro, tg, rows, beta, old_is_current=first, keep_ent=keep_ent)
             first = False
-            adv, kl_cov_sel = tg.adv[rows], None
-            if cfg.token_mask != "none":       # entropy_top / clip_cov / kl_cov (rl/token_masks.py)
-                adv, kl_cov_sel, frac = token_masks.apply_token_mask(
-                    cfg.token_mask, logp=logp, old_logp=old, adv=adv, mask=lmask,
-                    keep_entropy=None if keep_ent is None else keep_ent[rows], rng=self.rng, eps_low=cfg.eps_low,
-                    eps_high=cfg.eps_high, cov_ratio=cfg.cov_ratio, clip_cov_lb=cfg.clip_cov_lb,
-                    clip_cov_ub=cfg.clip_cov_ub)
-                stats["masked_token_fraction"].append(frac)
-            loss, dlogp, st = surrogates.policy_loss(logp, old, adv, lmask, eps_low=cfg.eps_low,
-                                                 eps_high=cfg.eps_high, ratio=cfg.ratio, **agg,
-                                                 hp=cfg.surrogate_settings)
-            if kl_cov_sel is not None:
-                kv, dk = token_masks.kl_cov_penalty(logp, old, kl_cov_sel, lmask, coef=cfg.kl_cov_coef, **agg)
-                loss += kv
-                dlogp = dlogp + dk
-            if cfg.kl == "loss" and beta > 0:
-                kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg,
-                                             old_logp=old if cfg.kl_ratio_correction else None)
-                loss += beta * kl_val
-                dlogp = dlogp + beta * dkl
-            dent = None
-            if self.entropy_coef > 0:
-                ent_val, w = losses.aggregate(ent, lmask, cfg.aggregation, max_tokens=self.task.max_new_tokens)
-                loss -= self.entropy_coef * ent_val
-                dent = -self.entropy_coef * w
-            grad, gnorm = clip_grad_norm(policy.logp_backward(dlogp, cache, dent), cfg.max_grad_norm)
+            grad, gnorm = clip_grad_norm(grad, cfg.max_grad_norm)
             _check_finite(self.step_count + 1, loss=loss, gradient=gnorm)
             self.opt.step(policy.flat, grad)
             _check_finite(self.step_count + 1, parameters=policy.flat)
             for k, v in (("loss", loss), ("grad_norm", gnorm), ("clip_fraction", st["clip_fraction"]),
                          ("approx_kl", st["approx_kl"])):
                 stats[k].append(v)
+            stats["masked_token_fraction"].extend(st["masked_token_fraction"])
         return stats
+
+    def minibatch_gradient(self, ro: Rollout, tg: "Targets", rows: np.ndarray, beta: float, *,
+                           old_is_current: bool = False, keep_ent=None) -> tuple[float, np.ndarray, dict]:
+        """The loss of one minibatch and its gradient in the policy's flat parameters, summed over
+        ``micro_batches`` micro-batches of prompt groups (gradient accumulation). token_norm='global' gives every
+        micro-batch the minibatch's token and sequence counts (TRL 'dapo': the same numbers as the unsplit
+        minibatch); 'local' its own counts and weight 1/micro_batches (TRL 'bnpo')."""
+        cfg, policy = self.cfg, self.models.policy
+        G = ro.group_size
+        parts = [rows]
+        if cfg.micro_batches > 1:
+            groups = np.split(rows, len(rows) // G)
+            chunks = np.array_split(np.arange(len(groups)), min(cfg.micro_batches, len(groups)))
+            parts = [np.concatenate([groups[i] for i in c]) for c in chunks if len(c)]
+        counts, scale = {}, 1.0
+        if len(parts) > 1 and cfg.token_norm == "global":
+            lm = tg.loss_mask[rows]
+            counts = dict(n_tokens=int(lm.sum()), n_seqs=int(lm.any(axis=1).sum()))
+        elif len(parts) > 1:
+            scale = 1.0 / len(parts)
+        loss_total, grad_total = 0.0, None
+        st_all = {"clip_fraction": [], "approx_kl": [], "masked_token_fraction": []}
+        for part in parts:
+            loss, g, st = self._micro_gradient(ro, tg, part, beta, old_is_current, keep_ent, counts)
+            if scale != 1.0:
+                loss, g = loss * scale, g * scale
+            loss_total += loss
+            grad_total = g if grad_total is None else grad_total + g
+            for k in st_all:
+                if k in st:
+                    st_all[k].append(st[k])
+        return loss_total, grad_total, {"clip_fraction": float(np.mean(st_all["clip_fraction"])),
+                                        "approx_kl": float(np.mean(st_all["approx_kl"])),
+                                        "masked_token_fraction": st_all["masked_token_fraction"]}
+
+    def _micro_gradient(self, ro, tg, rows, beta, old_is_current, keep_ent, counts):
+        cfg, policy = self.cfg, self.models.policy
+        agg = dict(aggregation=cfg.aggregation, max_tokens=self.task.max_new_tokens, **counts)
+        tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
+        logp, ent, cache = policy.logp_forward(tok, ro.mask[rows], cfg.temperature)
+        old = logp.copy() if old_is_current else ro.old_logp[rows]
+        adv, kl_cov_sel, extra = tg.adv[rows], None, {}
+        if cfg.token_mask != "none":       # entropy_top / clip_cov / kl_cov (rl/token_masks.py)
+            adv, kl_cov_sel, frac = token_masks.apply_token_mask(
+                cfg.token_mask, logp=logp, old_logp=old, adv=adv, mask=lmask,
+                keep_entropy=None if keep_ent is None else keep_ent[rows], rng=self.rng, eps_low=cfg.eps_low,
+                eps_high=cfg.eps_high, cov_ratio=cfg.cov_ratio, clip_cov_lb=cfg.clip_cov_lb,
+                clip_cov_ub=cfg.clip_cov_ub)
+            extra["masked_token_fraction"] = frac
+        loss, dlogp, st = surrogates.policy_loss(logp, old, adv, lmask, eps_low=cfg.eps_low,
+                                                 eps_high=cfg.eps_high, ratio=cfg.ratio, **agg,
+                                                 hp=cfg.surrogate_settings)
+        if kl_cov_sel is not None:
+            kv, dk = token_masks.kl_cov_penalty(logp, old, kl_cov_sel, lmask, coef=cfg.kl_cov_coef, **agg)
+            loss += kv
+            dlogp = dlogp + dk
+        if cfg.kl == "loss" and beta > 0:
+            kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg,
+                                         old_logp=old if cfg.kl_ratio_correction else None)
+            loss += beta * kl_val
+            dlogp = dlogp + beta * dkl
+        dent = None
+        if self.entropy_coef > 0:
+            ent_val, w = losses.aggregate(ent, lmask, cfg.aggregation, max_tokens=self.task.max_new_tokens, **counts)
+            loss -= self.entropy_coef * ent_val
+            dent = -self.entropy_coef * w
+        grad = policy.logp_backward(dlogp, cache, dent)
+        return loss, grad, {**st, **extra}
 
     def critic_update(self, ro: Rollout, tg: "Targets", schedule: list[np.ndarray]) -> dict:
         """The clipped value loss on the policy's minibatches, with the critic's own Adam."""

@@ -70,4 +70,5 @@ def test_monte_carlo_agrees_with_the_exact_expectation(arith, kind):
     rng = np.random.default_rng(0)
     draws = proj[rng.choice(enum.n, size=4000, p=p / p.sum())]
     z = (draws.mean() - exact) / (draws.std(ddof=1) / np.sqrt(draws.size))
+    print(f"z[{kind}] = {z:+.2f}")
     assert abs(z) < 4, z

@@ -310,13 +310,13 @@ def _hidden_block(X, P, b1, V, lo, m, Hb, fb, q):
     k = X.shape[1]
     h = b1.shape[0]
     for i in range(m):
-        o = i * h
+        row = Hb[i * h:(i + 1) * h]
         for f in range(h):
-            Hb[o + f] = b1[f]
+            row[f] = b1[f]
         for j in range(k):
-            r = j * V + X[lo + i, j]
+            Pr = P[j * V + X[lo + i, j]]
             for f in range(h):
-                Hb[o + f] += P[r, f]
+                row[f] += Pr[f]
     _vtanh(Hb, fb, q, m * h)
 
 
@@ -342,13 +342,15 @@ def _logits_block(Hb, W2p, b2p, m, Z):
     """Z[i*Vp:(i+1)*Vp] = Hb[i] @ W2p + b2p for i < m (W2p (h, Vp), padded to a multiple of 4 columns)."""
     h, Vp = W2p.shape
     for i in range(m):
-        o = i * Vp
+        z = Z[i * Vp:(i + 1) * Vp]
+        Hi = Hb[i * h:(i + 1) * h]
         for c in range(Vp):
-            Z[o + c] = b2p[c]
+            z[c] = b2p[c]
         for f in range(h):
-            a = Hb[i * h + f]
+            a = Hi[f]
+            Wf = W2p[f]
             for c in range(Vp):
-                Z[o + c] += a * W2p[f, c]
+                z[c] += a * Wf[c]
 
 
 @_helper
@@ -460,14 +462,17 @@ def _lm_backward_rows(H, W2T, logprobs, targets, dlp, dent, inv_temp):
         q = np.empty(m * Vo)
         _dlogits_block(logprobs, targets, dlp, dent, inv_temp, lo, m, dlogits, P, fb, q)
         for n in range(lo, lo + m):
+            dn = dpre[n]
+            Hn = H[n]
             for f in range(h):
-                dpre[n, f] = 0.0
+                dn[f] = 0.0
             for c in range(Vo):
                 g = dlogits[n, c]
+                Wc = W2T[c]
                 for f in range(h):
-                    dpre[n, f] += g * W2T[c, f]
+                    dn[f] += g * Wc[f]
             for f in range(h):
-                dpre[n, f] *= 1.0 - H[n, f] * H[n, f]
+                dn[f] *= 1.0 - Hn[f] * Hn[f]
     return dlogits, dpre
 
 
@@ -496,12 +501,14 @@ def _weighted_row_sums(G, H):
     nb = (h + COL_BLOCK - 1) // COL_BLOCK
     for b in prange(nb):
         lo = b * COL_BLOCK
-        hi = min(h, lo + COL_BLOCK)
+        w = min(h, lo + COL_BLOCK) - lo
         for n in range(N):
+            Hn = H[n, lo:lo + w]
             for c in range(C):
                 g = G[n, c]
-                for f in range(lo, hi):
-                    out[c, f] += g * H[n, f]
+                oc = out[c, lo:lo + w]
+                for f in range(w):
+                    oc[f] += g * Hn[f]
     return out
 
 
@@ -513,10 +520,12 @@ def _col_sums(G):
     nb = (C + COL_BLOCK - 1) // COL_BLOCK
     for b in prange(nb):
         lo = b * COL_BLOCK
-        hi = min(C, lo + COL_BLOCK)
+        w = min(C, lo + COL_BLOCK) - lo
+        oc = out[lo:lo + w]
         for n in range(N):
-            for c in range(lo, hi):
-                out[c] += G[n, c]
+            Gn = G[n, lo:lo + w]
+            for c in range(w):
+                oc[c] += Gn[c]
     return out
 
 
@@ -535,23 +544,26 @@ def _mlp_trunk_backward(X, dpre, emb, W1):
     nb = (h + COL_BLOCK - 1) // COL_BLOCK
     for b in prange(nb):
         lo = b * COL_BLOCK
-        hi = min(h, lo + COL_BLOCK)
+        w = min(h, lo + COL_BLOCK) - lo
+        db = db1[lo:lo + w]
         for n in range(N):
-            for f in range(lo, hi):
-                db1[f] += dpre[n, f]
+            dn = dpre[n, lo:lo + w]
+            for f in range(w):
+                db[f] += dn[f]
             for j in range(k):
-                r = j * V + X[n, j]
-                for f in range(lo, hi):
-                    S[r, f] += dpre[n, f]
+                Sr = S[j * V + X[n, j], lo:lo + w]
+                for f in range(w):
+                    Sr[f] += dn[f]
     dW1 = np.zeros((k * d, h))
     for jc in prange(k * d):
         j = jc // d
         c = jc - j * d
+        out = dW1[jc]
         for v in range(V):
             e = emb[v, c]
-            r = j * V + v
+            Sr = S[j * V + v]
             for f in range(h):
-                dW1[jc, f] += e * S[r, f]
+                out[f] += e * Sr[f]
     demb = np.zeros((V, d))
     for v in prange(V):
         acc = np.empty(h)
@@ -559,10 +571,10 @@ def _mlp_trunk_backward(X, dpre, emb, W1):
             for f in range(h):
                 acc[f] = 0.0
             for j in range(k):
-                r = j * V + v
-                w = j * d + c
+                Sr = S[j * V + v]
+                Wr = W1[j * d + c]
                 for f in range(h):
-                    acc[f] += S[r, f] * W1[w, f]
+                    acc[f] += Sr[f] * Wr[f]
             s = 0.0
             for f in range(h):
                 s += acc[f]
@@ -595,17 +607,21 @@ def _scalar_head_backward(H, ds, w):
     dpre = np.empty((N, h))
     for n in prange(N):
         a = ds[n]
+        dn = dpre[n]
+        Hn = H[n]
         for f in range(h):
-            dpre[n, f] = (a * w[f]) * (1.0 - H[n, f] * H[n, f])
+            dn[f] = (a * w[f]) * (1.0 - Hn[f] * Hn[f])
     dw = np.zeros(h)
     nb = (h + COL_BLOCK - 1) // COL_BLOCK
     for b in prange(nb):
         lo = b * COL_BLOCK
-        hi = min(h, lo + COL_BLOCK)
+        w = min(h, lo + COL_BLOCK) - lo
+        dwb = dw[lo:lo + w]
         for n in range(N):
             a = ds[n]
-            for f in range(lo, hi):
-                dw[f] += a * H[n, f]
+            Hn = H[n, lo:lo + w]
+            for f in range(w):
+                dwb[f] += a * Hn[f]
     return dw, dpre
 
 

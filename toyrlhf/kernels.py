@@ -20,9 +20,9 @@ Threads and determinism: the fast kernels are `parallel=True`. A `prange` runs e
 independent rows (a row's result never depends on another row, nor on which thread computes it), or over
 fixed blocks of output columns, inside which every sum over rows runs serially in row order. No reduction is
 ever split between threads, so results are bit-identical for any NUMBA_NUM_THREADS (tested in
-tests/test_kernels.py). No fastmath (reassociation would break the exp range reduction and make vector and
-scalar remainder loops round differently); without FMA contraction every operation is one IEEE rounding,
-whether LLVM vectorises it or not. No kernel calls `numba.get_num_threads()` (it makes a parallel function
+tests/test_kernels.py). The only fastmath flag is 'contract' (a*b + c as one FMA):
+never reassociation, which would break the exp range reduction and reorder the fixed sums. Block sizes being
+fixed, a given row always goes through the same vector or scalar-remainder instructions, whatever the threads. No kernel calls `numba.get_num_threads()` (it makes a parallel function
 uncachable): block sizes are fixed constants.
 
 exp and tanh: numba lowers np.exp / np.tanh / math.tanh to scalar libm calls that block vectorisation (no SVML
@@ -40,15 +40,26 @@ numba's on-disk cache does not distinguish fastmath/parallel variants.
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+import os
+
+# numba's default threading layer here is OpenMP (GNU libgomp), whose idle workers spin between parallel regions:
+# with a second CPU-bound process on 2 cores the spinning threads took the core the work needed (measured: a
+# GRPO step 72 ms "quiet" / 212 ms with a hog, against 9.4 / 18 ms with passive waiting; numba's workqueue
+# layer 14.7 / 23 ms). libgomp reads this once, when numba first loads it; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 
-def _kernel(parallel: bool = False):
-    """njit with cache=True, falling back to an uncached compile when no cache locator is writable."""
+def _kernel(parallel: bool = False, contract: bool = False):
+    """njit with cache=True, falling back to an uncached compile when no cache locator is writable.
+    contract=True lets LLVM fuse a*b + c into one FMA (one rounding instead of two; no reassociation)."""
 
     def deco(fn):
         opts = dict(parallel=parallel, error_model="numpy", nogil=True)
+        if contract:
+            opts["fastmath"] = {"contract"}
         try:
             return njit(cache=True, **opts)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
@@ -204,7 +215,7 @@ _C10, _C11, _C12, _C13 = 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6
 
 def _helper(fn):
     """A serial njit helper called from the kernels (same flags, cached, inlined by LLVM)."""
-    return _kernel(parallel=False)(fn)
+    return _kernel(parallel=False, contract=True)(fn)
 
 
 @_helper
@@ -256,7 +267,7 @@ def _vtanh(x, fb, q, m):
         x[i] = t if x[i] >= 0.0 else -t
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _vexp_array(x):
     """exp of a 1-D array through `_vexp` (for tests and benchmarks)."""
     n = x.shape[0]
@@ -271,7 +282,7 @@ def _vexp_array(x):
     return out
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _vtanh_array(x):
     """tanh of a 1-D array through `_vtanh` (for tests and benchmarks)."""
     n = x.shape[0]
@@ -286,7 +297,7 @@ def _vtanh_array(x):
     return out
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _mlp_table(emb, W1):
     """P[j*V + v] = emb[v] @ W1[j*d:(j+1)*d]  -> (k*V, h): every window slot's contribution of every token."""
     V, d = emb.shape
@@ -320,7 +331,7 @@ def _hidden_block(X, P, b1, V, lo, m, Hb, fb, q):
     _vtanh(Hb, fb, q, m * h)
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _mlp_hidden(X, P, b1, V):
     """H = tanh(b1 + sum_j P[j*V + X[:, j]])  -> (N, h), the trunk's features."""
     N = X.shape[0]
@@ -383,7 +394,7 @@ def _log_softmax_block(Z, Vp, Vo, m, inv_temp, lo, targets, logprobs, lp, ent, Y
             lp[n] = logprobs[n, targets[n]]
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _lm_forward(H, W2p, b2p, Vo, inv_temp, targets):
     """LM head: (logprobs (N, Vo), logp of targets (N,), entropy (N,)); targets may be empty (no logp)."""
     N, h = H.shape
@@ -406,7 +417,7 @@ def _lm_forward(H, W2p, b2p, Vo, inv_temp, targets):
     return logprobs, lp, ent
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _logits_forward(logits, inv_temp, targets):
     """`_lm_forward` from given logits (N, Vo) (the bigram: rows of its table)."""
     N, Vo = logits.shape
@@ -446,7 +457,7 @@ def _dlogits_block(logprobs, targets, dlp, dent, inv_temp, lo, m, dlogits, P, fb
         dlogits[n, targets[n]] += a * inv_temp
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _lm_backward_rows(H, W2T, logprobs, targets, dlp, dent, inv_temp):
     """Row-wise part of the LM head's backward: dlogits (N, Vo), and dpre = (dlogits @ W2^T) * (1 - H^2) (N, h)."""
     N, h = H.shape
@@ -476,7 +487,7 @@ def _lm_backward_rows(H, W2T, logprobs, targets, dlp, dent, inv_temp):
     return dlogits, dpre
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _dlogits_rows(logprobs, targets, dlp, dent, inv_temp):
     """dlogits alone (the bigram's LM head), in parallel row blocks."""
     N, Vo = logprobs.shape
@@ -492,7 +503,7 @@ def _dlogits_rows(logprobs, targets, dlp, dent, inv_temp):
     return dlogits
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _weighted_row_sums(G, H):
     """out[c, f] = sum_n G[n, c] H[n, f]  -> (C, h) (= (H^T G)^T), column-blocked over f, rows summed in order."""
     N, h = H.shape
@@ -512,7 +523,7 @@ def _weighted_row_sums(G, H):
     return out
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _col_sums(G):
     """out[c] = sum_n G[n, c], rows in order (column-blocked)."""
     N, C = G.shape
@@ -529,7 +540,7 @@ def _col_sums(G):
     return out
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _mlp_trunk_backward(X, dpre, emb, W1):
     """Trunk gradients from dpre (N, h) = dL/d(pre-activation): (demb (V, d), dW1 (k*d, h), db1 (h,)).
 
@@ -582,7 +593,7 @@ def _mlp_trunk_backward(X, dpre, emb, W1):
     return demb, dW1, db1
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _rows_dot(H, w):
     """out[n] = H[n] . w  (N,), eight fixed partial sums per row (a fixed order)."""
     N, h = H.shape
@@ -600,7 +611,7 @@ def _rows_dot(H, w):
     return out
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _scalar_head_backward(H, ds, w):
     """A scalar head s[n] = H[n] . w: (dw (h,) = sum_n ds[n] H[n] in row order, dpre = ds w (1 - H^2) (N, h))."""
     N, h = H.shape
@@ -633,7 +644,7 @@ def _scatter_rows(idx, G, out):
             out[idx[n], c] += G[n, c]
 
 
-@_kernel(parallel=True)
+@_kernel(parallel=True, contract=True)
 def _sample_step(tokens, pos, alive, u, P, b1, W2p, b2p, Vo, V, k, prefix, inv_temp, bos, pad, out_offset, eos,
                  logp, mask):
     """One autoregressive step of the MLP for every live row b: the window ending at pos-1 (BOS-padded 'recent'
@@ -688,7 +699,7 @@ def _sample_step(tokens, pos, alive, u, P, b1, W2p, b2p, Vo, V, k, prefix, inv_t
                 alive[b] = False
 
 
-@_kernel(parallel=False)
+@_kernel(parallel=False, contract=True)
 def _sum_squares(x):
     """sum_i x_i^2 with eight fixed partial sums (a fixed order; BLAS ddot's order depends on its threads)."""
     n = x.shape[0]

@@ -421,9 +421,19 @@ class TinyLM:
         if self.config.arch == "bigram":
             return None, ("fast", np.ascontiguousarray(X[:, -1]), None)
         p = self.params
-        P = kernels._mlp_table(p["emb"], p["W1"])                      # (k*V, h) window slot x token -> pre
-        H = kernels._mlp_hidden(X, P, p["b1"], self.config.vocab_size)   # (N, h)
+        H = kernels._mlp_hidden(X, self._table(), p["b1"], self.config.vocab_size)   # (N, h)
         return H, ("fast", X, H)
+
+    def _table(self) -> np.ndarray:
+        """kernels._mlp_table (k*V, h) of the current emb and W1, reused while they are unchanged (a frozen
+        reference, or several forwards between two optimizer steps): comparing them costs less than rebuilding."""
+        p = self.params
+        cached = getattr(self, "_table_cache", None)
+        if cached is not None and np.array_equal(cached[0], p["emb"]) and np.array_equal(cached[1], p["W1"]):
+            return cached[2]
+        P = kernels._mlp_table(p["emb"], p["W1"])                      # (k*V, h) window slot x token -> pre
+        self._table_cache = (p["emb"].copy(), p["W1"].copy(), P)
+        return P
 
     def _padded_head(self):
         """W2 (h, V_out) and b2 zero-padded to a multiple of 4 columns (whole AVX2 vectors in the kernels)."""
@@ -479,7 +489,7 @@ class TinyLM:
         same uniforms from `rng` as the reference loop."""
         cfg, p = self.config, self.params
         B = tokens.shape[0]
-        table = kernels._mlp_table(p["emb"], p["W1"])
+        table = self._table()
         W2p, b2p = self._padded_head()
         prefix = cfg.align == "prefix"
         for t in range(T):

@@ -607,10 +607,11 @@ def _col_sums(G):
 
 
 @_kernel(parallel=True, contract=True)
-def _mlp_trunk_backward(X, dpre, emb, W1):
+def _mlp_trunk_backward(X, dpre, emb, W1, W1T):
     """Trunk gradients from dpre (N, h) = dL/d(pre-activation): (demb (V, d), dW1 (k*d, h), db1 (h,)).
+    W1T (k, h, d) is W1 with each slot's (d, h) block transposed (so demb's loop runs along d).
 
-    S[j*V + v] = sum_{n: X[n, j] = v} dpre[n] (the embedding scatter; column-blocked, rows in order), then
+    S[j*V + v] = sum_{n: X[n, j] = v} dpre[n] (the embedding scatter; one task per slot j, rows in order), then
     dW1[j*d + c] = sum_v emb[v, c] S[j*V + v] and demb[v, c] = sum_j S[j*V + v] . W1[j*d + c].
     """
     N, h = dpre.shape
@@ -618,18 +619,17 @@ def _mlp_trunk_backward(X, dpre, emb, W1):
     k = X.shape[1]
     S = np.zeros((k * V, h))
     db1 = np.zeros(h)
-    nb = (h + COL_BLOCK - 1) // COL_BLOCK
-    for b in prange(nb):
-        lo = b * COL_BLOCK
-        w = min(h, lo + COL_BLOCK) - lo
-        db = db1[lo:lo + w]
-        for n in range(N):
-            dn = dpre[n, lo:lo + w]
-            for f in range(w):
-                db[f] += dn[f]
-            for j in range(k):
-                Sr = S[j * V + X[n, j], lo:lo + w]
-                for f in range(w):
+    for task in prange(k + 1):                     # task j < k scatters window slot j; task k sums db1
+        if task == k:
+            for n in range(N):
+                dn = dpre[n]
+                for f in range(h):
+                    db1[f] += dn[f]
+        else:
+            for n in range(N):                     # rows in order: a fixed summation order per S row
+                dn = dpre[n]
+                Sr = S[task * V + X[n, task]]
+                for f in range(h):
                     Sr[f] += dn[f]
     dW1 = np.zeros((k * d, h))
     for jc in prange(k * d):
@@ -642,20 +642,15 @@ def _mlp_trunk_backward(X, dpre, emb, W1):
             for f in range(h):
                 out[f] += e * Sr[f]
     demb = np.zeros((V, d))
-    for v in prange(V):
-        acc = np.empty(h)
-        for c in range(d):
+    for v in prange(V):                            # demb[v, :] = sum_j sum_f S[j*V + v, f] W1T[j, f, :], in order
+        out = demb[v]
+        for j in range(k):
+            Sr = S[j * V + v]
             for f in range(h):
-                acc[f] = 0.0
-            for j in range(k):
-                Sr = S[j * V + v]
-                Wr = W1[j * d + c]
-                for f in range(h):
-                    acc[f] += Sr[f] * Wr[f]
-            s = 0.0
-            for f in range(h):
-                s += acc[f]
-            demb[v, c] = s
+                a = Sr[f]
+                Wt = W1T[j, f]
+                for c in range(d):
+                    out[c] += a * Wt[c]
     return demb, dW1, db1
 
 
@@ -689,16 +684,11 @@ def _scalar_head_backward(H, ds, w):
         for f in range(h):
             dn[f] = (a * w[f]) * (1.0 - Hn[f] * Hn[f])
     dw = np.zeros(h)
-    nb = (h + COL_BLOCK - 1) // COL_BLOCK
-    for b in prange(nb):
-        lo = b * COL_BLOCK
-        w = min(h, lo + COL_BLOCK) - lo
-        dwb = dw[lo:lo + w]
-        for n in range(N):
-            a = ds[n]
-            Hn = H[n, lo:lo + w]
-            for f in range(w):
-                dwb[f] += a * Hn[f]
+    for n in range(N):                             # serial, rows in order (N*h multiply-adds: cheap)
+        a = ds[n]
+        Hn = H[n]
+        for f in range(h):
+            dw[f] += a * Hn[f]
     return dw, dpre
 
 

@@ -455,7 +455,9 @@ class TinyLM:
 
     def _fast_trunk_backward(self, dpre, tcache, grads) -> None:
         _, X, _ = tcache
-        demb, dW1, db1 = kernels._mlp_trunk_backward(X, dpre, self.params["emb"], self.params["W1"])
+        W1, k, d = self.params["W1"], self.config.context, self.config.embed
+        W1T = np.ascontiguousarray(W1.reshape(k, d, -1).transpose(0, 2, 1))      # (k, h, d)
+        demb, dW1, db1 = kernels._mlp_trunk_backward(X, dpre, self.params["emb"], W1, W1T)
         grads["emb"] += demb
         grads["W1"] += dW1
         grads["b1"] += db1

@@ -2,11 +2,17 @@
 
 Reference configuration (the one measured on this kind of machine before the project began): vocabulary 16, context 4, embedding 16, hidden 128, 16 prompts x G=8,
 8 new tokens, one update per rollout (policy forward + frozen reference forward + backward + Adam), k3 KL.
-Prints figures and ratios; asserts nothing. With torch installed, the same step in PyTorch eager is timed in the
-same process, side by side (torch is not a dependency).
+Prints figures and ratios; asserts nothing. With torch installed, the same step in PyTorch eager (float64 and
+float32) is timed in the same process, side by side (torch is not a dependency).
 
-    python benchmarks/bench_step.py            # step timings (+ PyTorch if installed)
+In one run: the float64 matmul peak (1 thread and all threads, 512x512 dgemm) and the FLOP floor of the step;
+toyrlhf and PyTorch quiet, then again with a CPU hog (a busy-loop subprocess this script starts and stops); the
+cold numba compile (a subprocess with an empty NUMBA_CACHE_DIR) and the warm start. Every timing is the median
+(and range) of --reps blocks of --steps steps; the load average is printed, since the machine may be shared.
+
+    python benchmarks/bench_step.py            # everything but the whole-process CLI runs
     python benchmarks/bench_step.py --cli      # also the whole-process cold / warm `toyrlhf run grpo --steps 500`
+    python benchmarks/bench_step.py --no-hog --no-compile   # the step alone
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -66,39 +73,57 @@ def step_flops(n_sample_rows: int, n_tokens: int) -> float:
     return n_sample_rows * fwd_row + 2 * n_tokens * fwd_row + 2 * n_tokens * fwd_row
 
 
-def matmul_peak(n=512, reps=20) -> float:
+def matmul_peak(threads: int | None, n=512, reps=10) -> float:
+    """float64 dgemm FLOP/s at n x n with `threads` BLAS threads (None: the library's default)."""
+    from threadpoolctl import threadpool_limits
     a, b = np.random.rand(n, n), np.random.rand(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
+    with threadpool_limits(limits=threads, user_api="blas"):
         a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+        best = np.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 * reps / best
 
 
-def bench_numpy(steps=300):
+def timed_blocks(step, steps, reps):
+    """Median and range (ms per step) of `reps` blocks of `steps` calls of step() -> (sample_s, update_s)."""
+    totals, samples, updates = [], [], []
+    for _ in range(reps):
+        ts = tu = 0.0
+        for _ in range(steps):
+            a, b = step()
+            ts += a
+            tu += b
+        samples.append(1000 * ts / steps)
+        updates.append(1000 * tu / steps)
+        totals.append(samples[-1] + updates[-1])
+    i = int(np.argsort(totals)[len(totals) // 2])
+    return dict(total=float(np.median(totals)), lo=min(totals), hi=max(totals), sample=samples[i], update=updates[i])
+
+
+def numpy_stepper():
     s = GRPOStep()
     for _ in range(20):
         s.update(s.sample())
-    t_sample = t_update = 0.0
-    n_tok = 0
-    for _ in range(steps):
+    n_tok = []
+
+    def step():
         t0 = time.perf_counter()
         smp = s.sample()
         t1 = time.perf_counter()
-        n_tok += s.update(smp)
-        t2 = time.perf_counter()
-        t_sample += t1 - t0
-        t_update += t2 - t1
-    return 1000 * t_sample / steps, 1000 * t_update / steps, n_tok / steps
+        n_tok.append(s.update(smp))
+        return t1 - t0, time.perf_counter() - t1
+
+    return step, n_tok
 
 
-def bench_torch(steps=300):
-    try:
-        import torch
-    except ImportError:
-        return None
+def torch_stepper(dtype_name: str):
+    import torch
     torch.manual_seed(0)
-    dt = torch.float64
+    dt = getattr(torch, dtype_name)
     Vo = V - tk.OUT_OFFSET
     emb = torch.randn(V, D, dtype=dt, requires_grad=True)
     W1 = (torch.randn(K * D, H, dtype=dt) / (K * D) ** 0.5).requires_grad_()
@@ -115,6 +140,7 @@ def bench_torch(steps=300):
         return torch.tanh(e[ctx].reshape(ctx.shape[0], -1) @ w1 + c1) @ w2 + c2
 
     def one_step():
+        t0 = time.perf_counter()
         with torch.no_grad():
             prompts = torch.cat([torch.full((N_PROMPTS, 1), tk.BOS), torch.randint(3, V, (N_PROMPTS, P - 1))], 1)
             seq = prompts.repeat_interleave(G, 0)
@@ -147,18 +173,51 @@ def bench_torch(steps=300):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        return t1
+        return t1 - t0, time.perf_counter() - t1
 
     for _ in range(20):
         one_step()
-    t_sample = t_update = 0.0
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        t1 = one_step()
-        t2 = time.perf_counter()
-        t_sample += t1 - t0
-        t_update += t2 - t1
-    return 1000 * t_sample / steps, 1000 * t_update / steps, torch.__version__, torch.get_num_threads()
+    return one_step
+
+
+@contextmanager
+def cpu_hog():
+    """A second CPU-bound process (a Python busy loop) for the duration."""
+    p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        p.kill()
+        p.wait()
+
+
+COMPILE_PROBE = r"""
+import time, sys
+t0 = time.perf_counter()
+sys.path.insert(0, {bench_dir!r})
+from bench_step import GRPOStep
+s = GRPOStep()
+t1 = time.perf_counter()
+s.update(s.sample())
+t2 = time.perf_counter()
+s.update(s.sample())
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def bench_compile():
+    """(import s, first step s, second step s) in a subprocess with an empty numba cache, then with it filled."""
+    cache = tempfile.mkdtemp()
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+    code = COMPILE_PROBE.format(bench_dir=os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                           cwd=tempfile.gettempdir())
+        out.append(tuple(float(x) for x in r.stdout.split()))
+    return out
 
 
 def bench_cli():
@@ -181,30 +240,71 @@ def bench_cli():
     return out
 
 
+def fmt(r):
+    return (f"{r['total']:7.2f} ms (range {r['lo']:.2f}-{r['hi']:.2f}) = sampling {r['sample']:.2f} "
+            f"+ update {r['update']:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=100, help="steps per timed block")
+    ap.add_argument("--reps", type=int, default=5, help="timed blocks (median and range reported)")
     ap.add_argument("--cli", action="store_true")
+    ap.add_argument("--no-hog", action="store_true")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args()
-    peak = matmul_peak()
-    print(f"float64 matmul peak (512x512, NumPy/BLAS): {peak / 1e9:.1f} GFLOP/s")
-    sample_ms, update_ms, n_tok = bench_numpy(args.steps)
-    total = sample_ms + update_ms
-    flops = step_flops(N_PROMPTS * G * T, n_tok)
-    print(f"toyrlhf GRPO step (reference config, {N_PROMPTS}x{G} sequences, {T} new tokens, "
-          f"{n_tok:.0f} completion tokens): {total:.2f} ms = sampling {sample_ms:.2f} + update {update_ms:.2f}")
-    print(f"  {flops / 1e6:.1f} MFLOP per step -> {flops / (total / 1e3) / 1e9:.2f} GFLOP/s, "
-          f"{100 * flops / (total / 1e3) / peak:.1f}% of the matmul peak; 500 steps = {total * 0.5:.2f} s")
-    tr = bench_torch(args.steps)
-    if tr is None:
-        print("PyTorch not installed: side-by-side comparison skipped (pip install torch to run it)")
-    else:
-        ts, tu, ver, nthreads = tr
-        print(f"PyTorch {ver} eager, float64, {nthreads} threads: {ts + tu:.2f} ms = sampling {ts:.2f} + update {tu:.2f}")
-        print(f"  toyrlhf / PyTorch time ratio: {total / (ts + tu):.2f}  (below 1: toyrlhf is faster)")
+    import numba
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; numba {numba.__version__}, "
+          f"{numba.config.NUMBA_NUM_THREADS} threads")
+    peak1, peak = matmul_peak(1), matmul_peak(None)
+    print(f"float64 matmul peak (512x512 dgemm): {peak1 / 1e9:.1f} GFLOP/s on 1 thread, {peak / 1e9:.1f} on all")
+    step, n_tok = numpy_stepper()
+    try:
+        if args.no_torch:
+            raise ImportError
+        import torch
+        steppers = {"PyTorch float64": torch_stepper("float64"), "PyTorch float32": torch_stepper("float32")}
+        torch_info = f"PyTorch {torch.__version__} eager, {torch.get_num_threads()} threads"
+    except ImportError:
+        steppers, torch_info = {}, "PyTorch not installed: side-by-side comparison skipped"
+    conditions = [("quiet", None)] + ([] if args.no_hog else [("CPU hog", cpu_hog)])
+    results = {}
+    for cond, ctx in conditions:
+        with (ctx() if ctx else _null()):
+            results[(cond, "toyrlhf")] = timed_blocks(step, args.steps, args.reps)
+            for name, st in steppers.items():
+                results[(cond, name)] = timed_blocks(st, args.steps, args.reps)
+            threading = numba.threading_layer()
+        print(f"\n[{cond}] load average {os.getloadavg()[0]:.2f}; {torch_info}; numba threading layer {threading}")
+        for name in ["toyrlhf"] + list(steppers):
+            print(f"  {name:16s} {fmt(results[(cond, name)])}")
+        tr = results[(cond, "toyrlhf")]["total"]
+        for name in steppers:
+            print(f"  {name} / toyrlhf time: {results[(cond, name)]['total'] / tr:.2f}x")
+    quiet = results[("quiet", "toyrlhf")]["total"]
+    flops = step_flops(N_PROMPTS * G * T, float(np.mean(n_tok)))
+    print(f"\ndense FLOPs per step ({N_PROMPTS}x{G} sequences, {T} new tokens, {np.mean(n_tok):.0f} completion "
+          f"tokens): {flops / 1e6:.1f} MFLOP; floor at the all-thread peak {1e3 * flops / peak:.2f} ms, at the "
+          f"1-thread peak {1e3 * flops / peak1:.2f} ms")
+    print(f"  toyrlhf quiet: {flops / (quiet / 1e3) / 1e9:.1f} dense-equivalent GFLOP/s = "
+          f"{100 * flops / (quiet / 1e3) / peak:.0f}% of the all-thread peak (the fast path does fewer FLOPs "
+          f"than the dense count: the one-hot first layer is a table lookup, see kernels.py)")
+    if not args.no_hog:
+        print(f"  toyrlhf under a CPU hog / quiet: {results[('CPU hog', 'toyrlhf')]['total'] / quiet:.2f}x")
+    if not args.no_compile:
+        (imp_c, first_c, second_c), (imp_w, first_w, second_w) = bench_compile()
+        print(f"\nnumba compile, empty cache (subprocess): import {imp_c:.2f} s, first step {first_c:.2f} s, "
+              f"second {1e3 * second_c:.1f} ms")
+        print(f"numba warm cache: import {imp_w:.2f} s, first step {first_w:.2f} s, second {1e3 * second_w:.1f} ms")
     if args.cli:
         for k, v in bench_cli().items():
             print(f"toyrlhf run grpo --steps 500, {k}: {v:.2f} s")
+
+
+@contextmanager
+def _null():
+    yield
 
 
 if __name__ == "__main__":

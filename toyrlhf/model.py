@@ -24,6 +24,14 @@ tokens[b, 0 .. end] followed by PAD up to k tokens ("prefix").
   * log-prob of token t and the value V(s_t) of the state before it use the window ending at t - 1;
   * the reward head pools the windows ending at each completion token ("mean"), or reads the one window ending
     at the last completion token ("last"; with a prefix window of k >= L it sees the whole sequence).
+
+Two implementations of every head, the same mathematics:
+  * the reference path (`trunk_forward` / `trunk_backward`, `_ref_*` methods): NumPy with named intermediates,
+    the readable specification that the finite-difference gradient checks verify;
+  * the fast path (default, `TinyLM.fast = True`): fused numba kernels (`kernels.py`, which explains the
+    algebra), no BLAS call, bit-identical results for any NUMBA_NUM_THREADS / OPENBLAS_NUM_THREADS.
+    tests/test_kernels.py checks fast == reference to 1e-12 (relative to the largest entry).
+The public methods dispatch on `self.fast`; their caches are private to the path that made them.
 """
 from __future__ import annotations
 
@@ -41,6 +49,7 @@ REWARD_POOLS = ("mean", "last")
 RM_HEADS = ("sequence", "mean")
 """The reward model's shape (``RMConfig.head``): 'sequence' = one prefix window over prompt + completion read at the
 last token (align='prefix', reward_pool='last'); 'mean' = the policy's recent windows, mean-pooled."""
+_NO_TARGETS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,11 @@ ROLE_PARAMS = {
 }
 
 
+def _is_fast(tcache) -> bool:
+    """Was this trunk cache made by the fast path? (The reference cache starts with the window array.)"""
+    return isinstance(tcache[0], str)
+
+
 def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     out, i = {}, 0
     for name, shape in shapes.items():
@@ -132,6 +146,9 @@ def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np
 
 class TinyLM:
     """A tiny autoregressive LM whose parameters live in one flat float64 vector (`self.flat`)."""
+
+    fast: bool = True
+    """Use the fused numba kernels (default); False selects the NumPy reference path (set per instance)."""
 
     def __init__(self, config: ModelConfig, seed: int | np.random.Generator = 0, init: str = "default"):
         self.config = config
@@ -236,6 +253,9 @@ class TinyLM:
     # ---------------------------------------------------------------- LM head
     def next_logprobs(self, X: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """Log-probabilities (N, V_out) of the next token after each context window X (N, k)."""
+        if self.fast:
+            X = np.ascontiguousarray(X, dtype=np.int64)
+            return self._fast_logprobs(X, self._fast_trunk(X)[0], 1.0 / temperature, _NO_TARGETS)[0]
         H, _ = self.trunk_forward(X)
         return kernels._log_softmax(self._logits(H), 1.0 / temperature)
 
@@ -257,11 +277,15 @@ class TinyLM:
         if targets.size and targets.min() < 0:
             raise ValueError("PAD and BOS cannot be predicted: they are input-only tokens")
         X = self.contexts(tokens, rows, cols - 1)                     # (N, k)
-        H, tcache = self.trunk_forward(X)                             # (N, F)
-        logprobs = kernels._log_softmax(self._logits(H), 1.0 / temperature)   # (N, V_out)
-        n = rows.shape[0]
-        lp = logprobs[np.arange(n), targets]                          # (N,)
-        ent = -(np.exp(logprobs) * logprobs).sum(axis=1)              # (N,)
+        if self.fast:
+            H, tcache = self._fast_trunk(X)
+            logprobs, lp, ent = self._fast_logprobs(X, H, 1.0 / temperature, targets)
+        else:
+            H, tcache = self.trunk_forward(X)                         # (N, F)
+            logprobs = kernels._log_softmax(self._logits(H), 1.0 / temperature)   # (N, V_out)
+            n = rows.shape[0]
+            lp = logprobs[np.arange(n), targets]                      # (N,)
+            ent = -(np.exp(logprobs) * logprobs).sum(axis=1)          # (N,)
         logp = np.zeros(tokens.shape)
         entropy = np.zeros(tokens.shape)
         logp[rows, cols] = lp
@@ -275,8 +299,11 @@ class TinyLM:
         dlp = np.ascontiguousarray(dlogp[rows, cols], dtype=np.float64)               # (N,)
         dent = (np.zeros_like(dlp) if dentropy is None
                 else np.ascontiguousarray(dentropy[rows, cols], dtype=np.float64))
-        dlogits = kernels._dlogits(logprobs, targets, dlp, dent, 1.0 / temperature)    # (N, V_out)
         g, grads = self.zeros_like_params()
+        if _is_fast(tcache):
+            self._fast_logp_backward(logprobs, targets, dlp, dent, 1.0 / temperature, H, tcache, grads)
+            return g
+        dlogits = kernels._dlogits(logprobs, targets, dlp, dent, 1.0 / temperature)    # (N, V_out)
         grads["W2"] += H.T @ dlogits                                                   # (F, V_out)
         if "b2" in grads:
             grads["b2"] += dlogits.sum(axis=0)
@@ -290,16 +317,24 @@ class TinyLM:
         tokens = self._check_tokens(tokens)
         rows, cols = np.nonzero(mask)
         X = self.contexts(tokens, rows, cols - 1)
-        H, tcache = self.trunk_forward(X)                                  # (N, F)
-        v = H @ self.params["wv"] + self.params["bv"][0]                   # (N,)
+        if self.fast:
+            H, tcache = self._fast_trunk(X)
+            v = self._fast_scalar_head(X, H, "wv") + self.params["bv"][0]
+        else:
+            H, tcache = self.trunk_forward(X)                              # (N, F)
+            v = H @ self.params["wv"] + self.params["bv"][0]               # (N,)
         values = np.zeros(tokens.shape)
         values[rows, cols] = v
         return values, (rows, cols, H, tcache)
 
     def value_backward(self, dvalues: np.ndarray, cache) -> np.ndarray:
         rows, cols, H, tcache = cache
-        dv = dvalues[rows, cols]                                           # (N,)
+        dv = np.ascontiguousarray(dvalues[rows, cols], dtype=np.float64)   # (N,)
         g, grads = self.zeros_like_params()
+        if _is_fast(tcache):
+            grads["bv"] += dv.sum()
+            self._fast_scalar_head_backward(dv, H, tcache, "wv", grads)
+            return g
         grads["wv"] += H.T @ dv                                            # (F,)
         grads["bv"] += dv.sum()
         self.trunk_backward(np.outer(dv, self.params["wv"]), tcache, grads)
@@ -325,8 +360,12 @@ class TinyLM:
             cols = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)   # (B,) last completion position
             rows, counts = np.arange(B), np.ones(B)                        # one window per sequence
         X = self.contexts(tokens, rows, cols)                              # (N, k) windows ending AT each token
-        H, tcache = self.trunk_forward(X)                                  # (N, F)
-        s = H @ self.params["wr"]                                          # (N,)
+        if self.fast:
+            H, tcache = self._fast_trunk(X)
+            s = self._fast_scalar_head(X, H, "wr")
+        else:
+            H, tcache = self.trunk_forward(X)                              # (N, F)
+            s = H @ self.params["wr"]                                      # (N,)
         pooled = np.bincount(rows, weights=s, minlength=B) / counts        # (B,)
         r = pooled + self.params["br"][0]
         return r, (rows, counts, H, tcache)
@@ -335,8 +374,11 @@ class TinyLM:
         rows, counts, H, tcache = cache
         ds = (np.asarray(dr, dtype=np.float64) / counts)[rows]             # (N,)  d r_b / d s_n = 1/count_b (1 for 'last')
         g, grads = self.zeros_like_params()
-        grads["wr"] += H.T @ ds
         grads["br"] += float(np.sum(dr))
+        if _is_fast(tcache):
+            self._fast_scalar_head_backward(np.ascontiguousarray(ds), H, tcache, "wr", grads)
+            return g
+        grads["wr"] += H.T @ ds
         self.trunk_backward(np.outer(ds, self.params["wr"]), tcache, grads)
         return g
 
@@ -361,6 +403,8 @@ class TinyLM:
         logp = np.zeros((B, P + T))
         alive = np.ones(B, dtype=bool)
         rows = np.arange(B)
+        if self.fast and self.config.arch == "mlp":
+            return self._fast_sample(tokens, mask, logp, alive, P, T, rng, temperature)
         for t in range(T):
             X = self.contexts(tokens, rows, np.full(B, P + t - 1))
             lps = self.next_logprobs(X, temperature)                  # (B, V_out)
@@ -369,6 +413,96 @@ class TinyLM:
             logp[alive, P + t] = lps[rows, pick][alive]
             mask[alive, P + t] = True
             alive &= (pick + OUT_OFFSET) != EOS
+            if not alive.any():
+                break
+        return Samples(tokens, mask, logp)
+
+    # ---------------------------------------------------------------- fast path (kernels.py)
+    def _fast_trunk(self, X: np.ndarray):
+        """Features H (N, h) of the windows X through the fused kernels (None for the bigram: its features are
+        the one-hot code of X[:, -1], used as a row index instead), and the fast path's trunk cache."""
+        if self.config.arch == "bigram":
+            return None, ("fast", np.ascontiguousarray(X[:, -1]), None)
+        p = self.params
+        H = kernels._mlp_hidden(X, self._table(), p["b1"], self.config.vocab_size)   # (N, h)
+        return H, ("fast", X, H)
+
+    def _table(self) -> np.ndarray:
+        """kernels._mlp_table (k*V, h) of the current emb and W1, reused while they are unchanged (a frozen
+        reference, or several forwards between two optimizer steps): comparing them costs less than rebuilding."""
+        p = self.params
+        cached = getattr(self, "_table_cache", None)
+        if cached is not None and np.array_equal(cached[0], p["emb"]) and np.array_equal(cached[1], p["W1"]):
+            return cached[2]
+        P = kernels._mlp_table(p["emb"], p["W1"])                      # (k*V, h) window slot x token -> pre
+        self._table_cache = (p["emb"].copy(), p["W1"].copy(), P)
+        return P
+
+    def _padded_head(self):
+        """W2 (h, V_out) and b2 zero-padded to a multiple of 4 columns (whole AVX2 vectors in the kernels)."""
+        W2 = self.params["W2"]
+        Vo = W2.shape[1]
+        Vp = -(-Vo // 4) * 4
+        W2p = np.zeros((W2.shape[0], Vp))
+        W2p[:, :Vo] = W2
+        b2p = np.zeros(Vp)
+        b2p[:Vo] = self.params["b2"]
+        return W2p, b2p
+
+    def _fast_logprobs(self, X, H, inv_temp, targets):
+        """(logprobs (N, V_out), logp of targets (N,), entropy (N,)) of the LM head."""
+        if H is None:                                                  # bigram: logits = W2[x_k]
+            return kernels._logits_forward(self.params["W2"][X[:, -1]], inv_temp, targets)
+        W2p, b2p = self._padded_head()
+        return kernels._lm_forward(H, W2p, b2p, self.config.n_out, inv_temp, targets)
+
+    def _fast_trunk_backward(self, dpre, tcache, grads) -> None:
+        _, X, _ = tcache
+        W1, k, d = self.params["W1"], self.config.context, self.config.embed
+        W1T = np.ascontiguousarray(W1.reshape(k, d, -1).transpose(0, 2, 1))      # (k, h, d)
+        demb, dW1, db1 = kernels._mlp_trunk_backward(X, dpre, self.params["emb"], W1, W1T)
+        grads["emb"] += demb
+        grads["W1"] += dW1
+        grads["b1"] += db1
+
+    def _fast_logp_backward(self, logprobs, targets, dlp, dent, inv_temp, H, tcache, grads) -> None:
+        if H is None:                                                  # bigram: scatter dlogits into W2's rows
+            dlogits = kernels._dlogits_rows(logprobs, targets, dlp, dent, inv_temp)
+            kernels._scatter_rows(tcache[1], dlogits, grads["W2"])
+            return
+        W2T = np.ascontiguousarray(self.params["W2"].T)                # (V_out, h)
+        dlogits, dpre = kernels._lm_backward_rows(H, W2T, logprobs, targets, dlp, dent, inv_temp)
+        grads["W2"] += kernels._weighted_row_sums(dlogits, H).T        # (h, V_out)
+        grads["b2"] += kernels._col_sums(dlogits)
+        self._fast_trunk_backward(dpre, tcache, grads)
+
+    def _fast_scalar_head(self, X, H, w: str) -> np.ndarray:
+        if H is None:                                                  # bigram: w[x_k]
+            return self.params[w][X[:, -1]]
+        return kernels._rows_dot(H, self.params[w])
+
+    def _fast_scalar_head_backward(self, ds, H, tcache, w: str, grads) -> None:
+        if H is None:
+            grads[w] += np.bincount(tcache[1], weights=ds, minlength=self.config.vocab_size)
+            return
+        dw, dpre = kernels._scalar_head_backward(H, ds, self.params[w])
+        grads[w] += dw
+        self._fast_trunk_backward(dpre, tcache, grads)
+
+    def _fast_sample(self, tokens, mask, logp, alive, P, T, rng, temperature) -> "Samples":
+        """`sample` for the MLP: one fused kernel per token step (window, trunk, head, draw, bookkeeping), the
+        same uniforms from `rng` as the reference loop."""
+        cfg, p = self.config, self.params
+        B = tokens.shape[0]
+        table = self._table()
+        W2p, b2p = self._padded_head()
+        prefix = cfg.align == "prefix"
+        for t in range(T):
+            if prefix and P + t - 1 >= cfg.window:
+                self.contexts(tokens, np.zeros(1, np.int64), np.full(1, P + t - 1))   # raises the ValueError
+            u = rng.random(B)
+            kernels._sample_step(tokens, P + t, alive, u, table, p["b1"], W2p, b2p, cfg.n_out, cfg.vocab_size,
+                                 cfg.window, prefix, 1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS, logp, mask)
             if not alive.any():
                 break
         return Samples(tokens, mask, logp)

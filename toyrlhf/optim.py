@@ -11,7 +11,8 @@ from . import kernels
 
 def clip_grad_norm(grad: np.ndarray, max_norm: float | None) -> tuple[np.ndarray, float]:
     """Scale `grad` so that ||grad||_2 <= max_norm (Pascanu et al. 2013). Returns (clipped grad, norm before)."""
-    norm = float(np.sqrt(np.dot(grad, grad)))
+    # a fixed-order sum (kernels._sum_squares): BLAS ddot's summation order depends on OPENBLAS_NUM_THREADS
+    norm = float(np.sqrt(kernels._sum_squares(np.ascontiguousarray(grad, dtype=np.float64))))
     if max_norm is not None and max_norm > 0 and norm > max_norm:
         return grad * (max_norm / norm), norm
     return grad, norm

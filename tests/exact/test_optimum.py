@@ -3,6 +3,7 @@ brute-force maximisation over the simplex, and random policies (the frontier is 
 gold and proxy reward against enumerating n-tuples, and its KL against log n - (n-1)/n."""
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from scipy.optimize import minimize
 
 from toyrlhf import exact
-from toyrlhf.exact import optimum as opt
+opt = importlib.import_module("toyrlhf.exact.optimum")   # the module: exact.optimum is also a function
+
 from exact_helpers import EXACT_TOL, PROMPTS, T, fixed_reward, tiny_model
 
 

@@ -1,0 +1,126 @@
+"""The fused fast path (kernels.py) against the NumPy reference path, its exp/tanh against libm, and the
+determinism contract: the same bytes for any NUMBA_NUM_THREADS / OPENBLAS_NUM_THREADS."""
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from toyrlhf import kernels
+from toyrlhf.model import ModelConfig, TinyLM
+from toyrlhf.threads import blas_single_thread
+from test_model import random_batch, small_model
+
+FAST_TOL = 1e-12
+"""fast == reference to round-off: max |fast - ref| / max |ref| (measured ~1e-15; summation orders differ)."""
+
+
+def rel(a, b):
+    return np.max(np.abs(np.asarray(a, float) - np.asarray(b, float))) / max(np.max(np.abs(b)), 1e-300)
+
+
+def both_paths(m, fn):
+    out = {}
+    for fast in (True, False):
+        m.fast = fast
+        out[fast] = fn()
+    del m.fast
+    return out[True], out[False]
+
+
+CASES = [("mlp", {}), ("bigram", {}), ("mlp", dict(k=7, align="prefix", reward_pool="last")),
+         ("mlp", dict(k=7, align="prefix", reward_pool="mean")), ("mlp", dict(k=5, d=6, h=37, reward_pool="last"))]
+
+
+@pytest.mark.parametrize("arch, shape", CASES)
+def test_fast_path_equals_reference_path(arch, shape):
+    rng = np.random.default_rng(0)
+    m = small_model(arch, 1, **shape)
+    tokens, mask = random_batch(rng, 7, 41, 3, 4)          # 41 rows: ragged last row block
+    wl, we = rng.normal(size=tokens.shape), rng.normal(size=tokens.shape)
+
+    def run():
+        lp, ent, c = m.logp_forward(tokens, mask, 0.7)
+        g = m.logp_backward(wl, c, we)
+        v, vc = m.value_forward(tokens, mask)
+        r, rc = m.reward_forward(tokens, mask)
+        X = m.contexts(tokens, np.arange(41), np.full(41, 2))
+        return [lp, ent, g, v, m.value_backward(wl, vc), r, m.reward_backward(we[:, 0], rc),
+                m.next_logprobs(X, 0.9)]
+
+    for name, a, b in zip(["logp", "entropy", "logp grad", "value", "value grad", "reward", "reward grad",
+                           "next_logprobs"], *both_paths(m, run)):
+        assert rel(a, b) <= FAST_TOL, name
+
+
+@pytest.mark.parametrize("arch, shape", CASES[:3])
+def test_fast_sampler_draws_what_the_reference_sampler_draws(arch, shape):
+    m = small_model(arch, 2, **shape)
+    prompts = np.array([[3, 4, 5]] * 50)
+    T = 4
+    fast, ref = both_paths(m, lambda: m.sample(prompts, T, np.random.default_rng(5), 0.8))
+    assert np.array_equal(fast.tokens, ref.tokens) and np.array_equal(fast.mask, ref.mask)
+    assert rel(fast.logp, ref.logp) <= FAST_TOL
+
+
+def test_vectorised_exp_and_tanh_match_libm():
+    x = np.concatenate([np.random.default_rng(0).normal(0, 3, 20_000), np.linspace(-30, 30, 6001),
+                        [0.0, -0.0, 1e-300, 1e-10, -1e-8, 19.0, 25.0, -1e3]])
+    t = kernels._vtanh_array(x)
+    assert np.max(np.abs(t - np.tanh(x)) / np.maximum(np.abs(np.tanh(x)), 1e-300)) <= 1e-15
+    assert np.isnan(kernels._vtanh_array(np.array([np.nan]))[0])
+    y = np.concatenate([-np.random.default_rng(1).random(20_000) * 700, np.linspace(-5, 5, 1001), [0.0, 709.0]])
+    assert np.max(np.abs(kernels._vexp_array(y) / np.exp(y) - 1)) <= 1e-15
+
+
+def test_blas_single_thread_pins_and_restores():
+    from threadpoolctl import threadpool_info
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with blas_single_thread():
+        with blas_single_thread():
+            assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+STEP = r'''
+import hashlib, numpy as np
+from toyrlhf.model import ModelConfig, TinyLM
+from toyrlhf.optim import Adam, clip_grad_norm
+h = hashlib.sha256()
+for arch, kw in (("mlp", {}), ("mlp", dict(context=12, align="prefix", reward_pool="last")), ("bigram", {})):
+    m = TinyLM(ModelConfig(vocab_size=16, arch=arch, context=kw.get("context", 4), embed=16, hidden=128,
+                           **{k: v for k, v in kw.items() if k != "context"}), seed=0)
+    opt = Adam(m.flat.size, lr=1e-2)
+    rng = np.random.default_rng(0)
+    prompts = np.concatenate([np.full((96, 1), 1), rng.integers(3, 16, (96, 3))], axis=1)
+    for step in range(3):
+        s = m.sample(prompts, 8, rng)
+        lp, ent, c = m.logp_forward(s.tokens, s.mask)
+        g = m.logp_backward(-1.0 * s.mask / s.mask.sum(), c, 0.01 * s.mask)
+        v, vc = m.value_forward(s.tokens, s.mask)
+        g = g + m.value_backward(v - s.mask, vc)
+        r, rc = m.reward_forward(s.tokens, s.mask)
+        g = g + m.reward_backward(r - 1.0, rc)
+        g, norm = clip_grad_norm(g, 0.5)
+        opt.step(m.flat, g)
+        for a in (s.tokens, s.logp, lp, ent, v, r, g, np.array(norm), m.flat):
+            h.update(np.ascontiguousarray(a).tobytes())
+print(h.hexdigest())
+'''
+
+
+@pytest.mark.slow
+def test_results_are_bit_identical_for_any_thread_count(tmp_path):
+    """Sampling, logp/value/reward forward and backward, clipping and Adam, in subprocesses with different
+    numba / BLAS thread counts: the same bytes."""
+    digests = {}
+    for nt, bt in (("1", "1"), ("2", "2"), ("8", "1"), ("2", "1")):
+        env = {**os.environ, "NUMBA_NUM_THREADS": nt, "OPENBLAS_NUM_THREADS": bt}
+        r = subprocess.run([sys.executable, "-c", STEP], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        digests[(nt, bt)] = r.stdout.strip()
+    assert len(set(digests.values())) == 1, digests

@@ -67,6 +67,7 @@ import click  # noqa: E402
 
 from toyrlhf.errors import UserError  # noqa: E402
 from toyrlhf.runs import Interrupted, NumericalError  # noqa: E402
+from toyrlhf.threads import blas_single_thread  # noqa: E402
 
 from .commands_stages import pretrain_cmd, rm_cmd, sft_cmd, tasks_cmd  # noqa: E402
 from .common import OutputLost, sigterm_as_interrupt  # noqa: E402
@@ -147,7 +148,7 @@ def main(argv=None) -> None:
             click.echo(app.get_help(click.Context(app, info_name="toyrlhf")))
             sys.stdout.flush()
             return
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), blas_single_thread():   # no BLAS thread fight, any thread count
             rc = app.main(args=argv, prog_name="toyrlhf", standalone_mode=False)
         _flush_finished_output()
         if isinstance(rc, int) and rc != 0:   # standalone_mode=False returns a command's Exit(code) instead

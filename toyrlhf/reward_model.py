@@ -60,6 +60,7 @@ from . import preferences as prefs
 from . import stages
 from . import tokens as tk
 from . import budget
+from .threads import single_threaded_blas
 from .config import Pipeline, RMConfig
 from .errors import UserError
 from .model import ROLE_PARAMS, TinyLM
@@ -232,6 +233,7 @@ def exact_population(model: TinyLM, policy: TinyLM, task: Task, prompt_ids, tau:
 
 
 # ------------------------------------------------------------------------------------------ training
+@single_threaded_blas
 def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
                        progress: Callable | None = None) -> tuple[RewardModel, dict]:
     """Sample and label preference groups from `sft_model`, train a BT reward model initialised from it

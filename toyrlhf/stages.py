@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from . import tokens as tk
+from .threads import single_threaded_blas
 from .checkpoints import cache_dir, cached_model, check_finite, load_model, save_model  # noqa: F401 (re-exported)
 from . import budget
 from .config import Pipeline, PretrainConfig, SFTConfig
@@ -81,6 +82,7 @@ def corpus_loss(model: TinyLM, task: Task, n: int, seed: int) -> tuple[float, fl
     return float(mean), float(se)
 
 
+@single_threaded_blas
 def pretrain(cfg: PretrainConfig, progress: Callable | None = None) -> tuple[TinyLM, dict]:
     """Next-token cross-entropy on the task's corpus. Returns (model, summary)."""
     task = get_task(cfg.task)
@@ -99,6 +101,7 @@ def pretrain(cfg: PretrainConfig, progress: Callable | None = None) -> tuple[Tin
     return model, summary
 
 
+@single_threaded_blas
 def sft(model: TinyLM, task: Task, cfg: SFTConfig, seed: int, progress: Callable | None = None) -> tuple[TinyLM, dict]:
     """Fine-tune a copy of `model` on demonstrations, loss on completion tokens only."""
     model = model.copy()

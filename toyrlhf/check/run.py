@@ -15,6 +15,7 @@ import numpy as np
 from .. import preferences as prefs
 from .. import stages
 from .. import tokens as tk
+from ..threads import single_threaded_blas
 from ..errors import UserError
 from ..exact import (Enumeration, check_size, enumerate_task, expectation, expected_kl_loss_gradient,
                      expected_kl_reward_gradient, expected_kl_value, expected_pg_gradient, grad_expectation,
@@ -83,6 +84,7 @@ class _Context:
             self.progress(self.steps, {})
 
 
+@single_threaded_blas
 def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_size: int = 8, pg_prompts: int = 4,
               kl_batch: int = 16, ref_mix: float = 0.5, pipeline=None, progress: Callable | None = None,
               build_progress: Callable | None = None, all_algos: bool = False) -> CheckReport:

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..threads import single_threaded_blas
 from ..config import RLConfig
 from ..errors import UserError
 from ..plotting import plot_run_curves
@@ -38,6 +39,7 @@ def models_summary(trainer: Trainer) -> list[tuple[str, int]]:
     return out
 
 
+@single_threaded_blas
 def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, resume: bool = False,
           build_progress: Callable | None = None, exact: bool = False) -> dict:
     """Run (or resume) an RL run in `run_dir`. Returns the summary; raises Interrupted / NumericalError.

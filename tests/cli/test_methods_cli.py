@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.tiny import set_args
-from tests.cli.test_bad_input import invoke
+from tiny import set_args
+from test_bad_input import invoke
 
 BAD = [
     ["run", "dpo", "--set", "pref_loss=bogus"],

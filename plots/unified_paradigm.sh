@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerates the unified-paradigm comparison (docs/unified_paradigm.md, issue 15 item 4): SFT, RFT, online RFT,
+# DPO, online DPO, PPO and GRPO on arith and on pref, 5 seeds x 500 steps each, at the matched sample budget
+# (every method's step trains on B = 16 prompts x G = 8 = 128 completions: online methods sample them from the
+# current policy, offline ones draw 128 rows / 64 pairs of their fixed data set; see the docs for the details).
+# Run from any folder (not the repo root, whose runs/ would fill up):
+#     bash /path/to/plots/unified_paradigm.sh
+# About 4 minutes on 2 idle cores (70 runs plus the per-seed pretrain / SFT / RM stages on a cold cache).
+# Writes plots/unified_{arith,pref}.png (gold reward and KL curves with seed bands; plots/unified_table.py),
+# .md (compare's table plus the budget caption and gold at steps 50 / 100, 95% seed intervals) and .csv (compare's);
+# the run folders go to $TOYRLHF_FIGURES_WORK (default: a fresh temporary folder).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+work="${TOYRLHF_FIGURES_WORK:-$(mktemp -d)}"
+seeds="${UNIFIED_SEEDS:-5}"
+steps="${UNIFIED_STEPS:-500}"
+echo "run folders go to $work"
+
+for task in arith pref; do
+    toyrlhf compare sft rft online_rft dpo online_dpo ppo grpo --task "$task" --seeds "$seeds" --steps "$steps" \
+        --out "$work/unified-$task" --overwrite
+    cp "$work/unified-$task/comparison.csv" "$here/unified_$task.csv"
+    python "$here/unified_table.py" "$work/unified-$task" --out "$here/unified_$task.md" --figure "$here/unified_$task.png"
+done
+
+# DPO facts 1 and 2 (exact tilt correlation against the number of pairs; mass outside the pairs, DPO vs PPO,
+# read off the pref runs above): plots/dpo_facts.md
+python "$here/dpo_facts.py" --runs "$work/unified-pref" --out "$here/dpo_facts.md"

@@ -67,3 +67,21 @@ def test_first_order_displacement_predicts_a_small_gradient_step():
         change = (policy.logp_forward(tw[s], mw[s])[0].sum() - logp_w.sum()) / eta
         policy.set_flat(theta)
         assert abs(change - d["d_chosen"][i]) < 1e-3 * max(1.0, abs(d["d_chosen"][i])), (i, change, d["d_chosen"][i])
+
+
+def test_sampled_pairs_without_a_finite_minimiser_do_not_break_the_solver():
+    # completion 0 beats everything it meets and 3 loses to everything: the loss has no finite minimiser, Newton
+    # follows theta off to infinity until the Hessian is too ill-conditioned and returns the last iterate
+    p, r = np.full(4, 0.25), np.array([3.0, 1.0, 0.5, -3.0])
+    W = np.zeros((4, 4))
+    W[0, 1] = W[0, 2] = W[1, 2] = W[2, 1] = W[1, 3] = W[2, 3] = 1 / 6
+    assert not F.has_finite_minimiser(W)
+    W2 = W.copy()
+    W2[3, 0] = 1 / 6                                                 # now every completion wins and loses
+    assert F.has_finite_minimiser(W2)
+    rng = np.random.default_rng(0)
+    for seed in range(20):
+        theta = F.tabular_dpo(p, r, 0.1, 6, np.random.default_rng(seed))
+        assert np.all(np.isfinite(theta))
+    theta = F.tabular_dpo(np.array([0.5, 0.5]), np.array([1.0, 0.0]), 0.1, 3, rng)
+    assert np.all(np.isfinite(theta))

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 
 from .. import exact
 from .preference_losses import PREFERENCE_LOSSES
@@ -40,7 +41,13 @@ def _sampled_weights(p, r, n, rng):
 def tabular_dpo(p, r, beta: float, n_pairs: int | None = None, rng=None, iters: int = 100) -> np.ndarray:
     """theta = log(pi/pi_ref) + const minimising DPO's loss for one prompt: the population loss (n_pairs None) or
     that of n_pairs sampled labelled pairs (completions in no pair keep theta = 0). The loss is convex in theta:
-    Newton's method (pseudo-inverse of the graph-Laplacian Hessian, step halving), float64."""
+    Newton's method (pseudo-inverse of the graph-Laplacian Hessian, step halving), float64.
+
+    A finite sample of pairs often has no finite minimiser: when the directed comparison graph (winner -> loser) of
+    a connected set of completions is not strongly connected (some completions only win, or only lose, against the
+    rest; Zermelo 1929, Ford 1957) the loss keeps falling as theta runs off along that direction. Newton then
+    follows it until the Hessian is too ill-conditioned for the SVD (or `iters` run out) and returns the last
+    iterate (``has_finite_minimiser`` tells the two cases apart)."""
     p, r = np.asarray(p, np.float64), np.asarray(r, np.float64)
     W = _pair_weights(p, r) if n_pairs is None else _sampled_weights(p, r, n_pairs, rng)
     theta = np.zeros_like(p)
@@ -53,12 +60,26 @@ def tabular_dpo(p, r, beta: float, n_pairs: int | None = None, rng=None, iters: 
             break
         S = (W + W.T) * beta ** 2 * np.exp(-np.logaddexp(0.0, h) - np.logaddexp(0.0, -h))
         H = np.diag(S.sum(axis=1)) - S
-        step = np.linalg.lstsq(H, -grad, rcond=1e-13)[0]
+        try:
+            step = np.linalg.lstsq(H, -grad, rcond=1e-13)[0]
+        except np.linalg.LinAlgError:        # theta has run off to ~1e3 along a direction without a minimum
+            break
         t = 1.0
         while t > 1e-8 and _loss(W, beta, theta + t * step) > loss:
             t /= 2
         theta, loss = theta + t * step, _loss(W, beta, theta + t * step)
     return theta
+
+
+def has_finite_minimiser(W) -> bool:
+    """True iff the pair loss of labelled-pair weights W (W[a, b] > 0: a beat b) has a finite minimiser: every
+    connected set of compared completions is strongly connected in the winner -> loser graph."""
+    A = np.asarray(W) > 0
+    used = A.any(axis=0) | A.any(axis=1)
+    A = A[np.ix_(used, used)]
+    weak = connected_components(A, directed=True, connection="weak")[0]
+    strong = connected_components(A, directed=True, connection="strong")[0]
+    return bool(weak == strong)
 
 
 def _loss(W, beta, theta) -> float:

@@ -5,7 +5,7 @@
 # current policy, offline ones draw 128 rows / 64 pairs of their fixed data set; see the docs for the details).
 # Run from any folder (not the repo root, whose runs/ would fill up):
 #     bash /path/to/plots/unified_paradigm.sh
-# About 4 minutes on 2 idle cores (70 runs plus the per-seed pretrain / SFT / RM stages on a cold cache).
+# About 8 minutes on 2 idle cores (80 runs plus the per-seed pretrain / SFT / RM stages on a cold cache, the DPO facts).
 # Writes plots/unified_{arith,pref}.png (gold reward and KL curves with seed bands; plots/unified_table.py),
 # .md (compare's table plus the budget caption and gold at steps 50 / 100, 95% seed intervals) and .csv (compare's);
 # the run folders go to $TOYRLHF_FIGURES_WORK (default: a fresh temporary folder).
@@ -23,6 +23,9 @@ for task in arith pref; do
     python "$here/unified_table.py" "$work/unified-$task" --out "$here/unified_$task.md" --figure "$here/unified_$task.png"
 done
 
-# DPO facts 1 and 2 (exact tilt correlation against the number of pairs; mass outside the pairs, DPO vs PPO,
-# read off the pref runs above): plots/dpo_facts.md
-python "$here/dpo_facts.py" --runs "$work/unified-pref" --out "$here/dpo_facts.md"
+# DPO facts 1 and 2 (exact tilt correlation against the number of pairs; mass outside the pairs, DPO vs PPO, read
+# off the pref runs above and off a DPO / PPO pair whose pairs and reward model come from 800 training pairs):
+# plots/dpo_facts.md
+toyrlhf compare dpo ppo --task pref --seeds "$seeds" --steps "$steps" --set rm.pairs=1000 \
+    --out "$work/few-pairs" --overwrite
+python "$here/dpo_facts.py" --runs "$work/unified-pref" --runs "$work/few-pairs" --out "$here/dpo_facts.md"

@@ -5,9 +5,7 @@ import json
 
 import click
 
-from toyrlhf import budget, stages
 from toyrlhf.errors import UserError
-from toyrlhf.rl.bon import best_of_n_report, parse_ns
 from toyrlhf.tasks import DEFAULT_TASK
 
 from .commands_rl import resolve_config
@@ -24,6 +22,8 @@ from .common import set_option
 def bon_cmd(ns, task, seed, overrides, as_json):
     """Best-of-n (inference time, no training): for each n, the exact gold and proxy (RM) reward of the best of n
     SFT samples by RM score, its exact KL(pi_bon || pi_sft) and the bound log n - (n-1)/n."""
+    from toyrlhf import budget, stages
+    from toyrlhf.rl.bon import best_of_n_report, parse_ns
     try:
         n_list = parse_ns(ns)
     except ValueError as e:

@@ -5,14 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from matplotlib.figure import Figure
-
-from toyrlhf.plotting import save_figure
-from toyrlhf.rl.exact_eval import KS, evaluate_run
 
 
 def eval_figure(res: dict, title: str) -> Figure:
     """pass@k (solid) and maj@k (dashed) against k (log2 axis), run and SFT model."""
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
     for name, r, color in (("run", res["run"], "C0"), ("SFT", res["sft"], "C7")):
@@ -58,6 +55,8 @@ def format_lines(res: dict) -> list[str]:
 def eval_cmd(run_dir, sft_only, figure):
     """Exact pass@k and maj@k (k = 1..256) of RUN_DIR's checkpoint and of the SFT model, and the run against the
     exact optimum of its KL-regularised objective (arith and length)."""
+    from toyrlhf.plotting import save_figure
+    from toyrlhf.rl.exact_eval import KS, evaluate_run
     res = evaluate_run(run_dir, KS, sft_only=sft_only)
     cfg = res["cfg"]
     for line in format_lines(res):

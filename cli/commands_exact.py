@@ -6,9 +6,7 @@ import time
 import click
 import numpy as np
 
-from toyrlhf import check, stages
 from toyrlhf.errors import UserError
-from toyrlhf.plotting import check_figure, output_format, save_figure
 from toyrlhf.tasks import TASKS
 
 from .common import echo_summary, progress_bar
@@ -64,6 +62,8 @@ def check_cmd(task, samples, seed, figure, all_algos):
     """Exact expectations and gradients vs Monte-Carlo estimates of the project's estimators (KL k1/k2/k3 as
     values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients; the Bayes ceiling of the
     reward model's preference pairs)."""
+    from toyrlhf import check, stages
+    from toyrlhf.plotting import check_figure, output_format, save_figure
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if samples < 2:

@@ -8,7 +8,6 @@ import click
 import numpy as np
 
 from toyrlhf import tokens as tk
-from toyrlhf.api import load_run
 from toyrlhf.errors import UserError
 from toyrlhf.run_logs import metrics_csv
 from toyrlhf.runs import atomic_write_bytes
@@ -22,6 +21,7 @@ from toyrlhf.runs import atomic_write_bytes
 def sample_cmd(run_dir, n, seed, temperature):
     """Sample completions from the run's checkpointed policy and print them as text, with the reward the run
     optimises (the reward model's normalised score, or the rule) and the task's gold reward."""
+    from toyrlhf.api import load_run
     if not 1 <= n <= 10_000:
         raise UserError(f"--n must be between 1 and 10000, got {n}")
     if seed < 0:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from toyrlhf import budget
 from toyrlhf.errors import UserError
 from toyrlhf.locks import folder_lock
 
@@ -211,7 +210,7 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     import concurrent.futures as cf
     import multiprocessing
 
-    from toyrlhf import plotting
+    from toyrlhf import budget, plotting
     from toyrlhf.settings import to_dict
     from toyrlhf.rl.algorithms import ALGORITHMS
     from toyrlhf.runs import atomic_write_bytes, default_run_dir, prepare_run_dir

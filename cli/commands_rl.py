@@ -6,21 +6,25 @@ from pathlib import Path
 
 import click
 
-from toyrlhf import budget, stages
 from toyrlhf.locks import folder_lock
 from toyrlhf.settings import from_dict, load_config_file, parse_set_options, to_dict, with_overrides
 from toyrlhf.errors import UserError
-from toyrlhf.config import RLConfig
 from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
 from toyrlhf.library_names import NAMES
 from toyrlhf.rl.algorithms import ALGORITHMS, KNOB_COLUMNS, LIBRARY_PRESETS, METHODS, PARADIGM, PRESETS
 from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS
 from toyrlhf.rl.surrogates import SURROGATES
-from toyrlhf.rl.run import resume_config, train
 from toyrlhf.runs import prepare_run_dir
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
 from .common import echo_summary, progress_bar, set_option
+
+
+def train(cfg, run_dir, **kwargs) -> dict:
+    """toyrlhf.rl.run.train, imported on the first call: the CLI imports heavy modules inside its commands so that
+    `toyrlhf --help` starts without numba, scipy.stats or matplotlib."""
+    from toyrlhf.rl.run import train as train_run
+    return train_run(cfg, run_dir, **kwargs)
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:
@@ -32,6 +36,7 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 
 def resolve_config(algo: str | None, *, config_file=None, task=None, steps=None, seed=None, overrides=()) -> RLConfig:
     """Preset knobs < config file < explicit options < --set. One-line UserError for anything wrong."""
+    from toyrlhf.config import RLConfig
     file_data = load_config_file(config_file) if config_file else {}
     algo = algo or file_data.get("algo")
     if algo is None:
@@ -113,6 +118,8 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
 def _prepare(stack, algo, task, steps, seed, out, config_file, overrides, exact, resume, overwrite):
     """The run's config and its locked run folder: every check (settings, time and memory bounds, a folder another
     process is using) before anything is written."""
+    from toyrlhf import budget, stages
+    from toyrlhf.rl.run import resume_config
     if resume:
         if algo or config_file or task or seed is not None or overrides or out or overwrite:
             raise UserError("--resume takes the run folder only (its config.json holds the settings; "
@@ -166,6 +173,7 @@ KNOB_REGISTRIES = {"advantage": ADVANTAGE_ESTIMATORS, "ratio": SURROGATES, "aggr
                    "and OpenRLHF's are listed).")
 def algos_cmd(library):
     """The presets as settings of orthogonal knobs, with DeepSeekMath's gradient coefficient (Table 10 notation)."""
+    from toyrlhf.config import RLConfig
     if library is not None:
         rows = NAMES[library]
         w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))

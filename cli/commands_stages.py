@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import click
 
-from toyrlhf import reward_model, stages
-from toyrlhf.config import PretrainConfig, RMConfig, SFTConfig
 from toyrlhf.errors import UserError
 from toyrlhf.settings import from_dict, parse_set_options, with_overrides
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
@@ -62,6 +60,8 @@ def _config(cls, settings: dict, overrides):
 @set_option
 def pretrain_cmd(task, steps, seed, out, overwrite, overrides):
     """Pretrain a TinyLM on the task's synthetic corpus (next-token cross-entropy)."""
+    from toyrlhf import stages
+    from toyrlhf.config import PretrainConfig
     _check_steps(steps)
     cfg = _config(PretrainConfig, {"task": task, "seed": seed, "steps": steps}, overrides)
     if cfg.seed < 0:
@@ -85,6 +85,8 @@ def pretrain_cmd(task, steps, seed, out, overwrite, overrides):
 @set_option
 def sft_cmd(init, task, steps, seed, out, overwrite, overrides):
     """Supervised fine-tuning on the task's demonstrations (loss on completion tokens only)."""
+    from toyrlhf import stages
+    from toyrlhf.config import SFTConfig
     _check_steps(steps)
     cfg = _config(SFTConfig, {"steps": steps}, overrides)
     run_dir, s = stages.run_sft(cfg, out, init=init, task=task, seed=seed, overwrite=overwrite,
@@ -108,6 +110,8 @@ def sft_cmd(init, task, steps, seed, out, overwrite, overrides):
 @set_option
 def rm_cmd(init, task, pairs, steps, seed, out, overwrite, overrides):
     """Train a Bradley-Terry reward model on preference pairs labelled by the hidden gold reward."""
+    from toyrlhf import reward_model
+    from toyrlhf.config import RMConfig
     _check_steps(steps)
     if pairs is not None and pairs < 2:
         raise UserError(f"--pairs must be at least 2, got {pairs}")

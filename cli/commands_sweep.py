@@ -9,10 +9,6 @@ import click
 
 from toyrlhf.errors import UserError
 from toyrlhf.settings import parse_set_options
-from toyrlhf.sweep.driver import run_sweep
-from toyrlhf.sweep.grid import load_grid
-from toyrlhf.sweep.local import LocalBackend
-from toyrlhf.sweep.ray_backend import RayBackend
 
 from .common import set_option
 
@@ -43,6 +39,10 @@ def sweep_cmd(grid_file, out, jobs, ray_address, overwrite, overrides):
         seed = [0, 1, 2]
         lr = [1e-3, 3e-3]
     """
+    from toyrlhf.sweep.driver import run_sweep
+    from toyrlhf.sweep.grid import load_grid
+    from toyrlhf.sweep.local import LocalBackend
+    from toyrlhf.sweep.ray_backend import RayBackend
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be a positive integer, got {jobs}")
     if jobs is not None and ray_address:

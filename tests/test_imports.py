@@ -13,6 +13,11 @@ one):
 
 The exact engine (toyrlhf/exact/) imports only tokens, model, errors, the registry and the pure-NumPy
 rl/advantages and rl/losses: never the stages, the presets, the reward model, the trainer or the check report.
+
+Imports inside functions: the library (toyrlhf/) imports every toyrlhf module at its top. The start-up rule:
+toyrlhf.cli.* (and only it) may import library modules inside its command functions, so that `toyrlhf --help` and
+`import toyrlhf.cli.main` load no numba, matplotlib or scipy.stats (tests/cli/test_startup.py); a CLI module's top
+imports only light library modules (errors, locks, settings, tasks, runs, ...).
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ LAYERS = {
     0: ["toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels", "toyrlhf.locks",
         "toyrlhf.threads"],
     1: ["toyrlhf.model", "toyrlhf.optim"],
-    2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.library_names", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
+    2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
         "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
         "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses", "toyrlhf.library_names", "toyrlhf.rl.token_masks"],
@@ -272,11 +277,19 @@ def test_the_module_import_graph_has_no_cycle():
 
 # ------------------------------------------------------------------------------------------------ (c) at the top
 def test_no_library_module_imports_a_toyrlhf_module_inside_a_function():
-    """The library imports every toyrlhf module at its top. Only toyrlhf.cli.* may import library modules inside a
-    command function: that keeps `toyrlhf --help` from loading numba and matplotlib (start-up time, not a cycle)."""
-    found = sorted({(m, t) for m in MODULES if not m.startswith("toyrlhf.cli")
+    """The library imports at the top; only toyrlhf.cli.* may import inside a function (the start-up rule above)."""
+    found = sorted({(m, t) for m in MODULES if _layer(m) != 4 or m == "toyrlhf.__main__"
                     for node in IMPORTS[m].local for t in _resolve(m, node)})
     assert not found, f"imports inside library functions (move them to the module's top): {found}"
+
+
+def test_the_cli_imports_only_light_library_modules_at_its_top():
+    """What a CLI module imports at its top must not load numba, matplotlib or scipy.stats (see the module doc)."""
+    heavy = {"toyrlhf.kernels", "toyrlhf.model", "toyrlhf.plotting", "toyrlhf.config", "toyrlhf.stages",
+             "toyrlhf.budget", "toyrlhf.reward_model", "toyrlhf.check", "toyrlhf.api"}
+    bad = sorted((m, t) for m in MODULES if m.startswith("toyrlhf.cli") for t in GRAPH[m]
+                 if t in heavy or t.startswith(("toyrlhf.exact", "toyrlhf.sweep", "toyrlhf.plotting.")))
+    assert not bad, f"heavy imports at a CLI module's top (import them inside the command): {bad}"
 
 
 def test_the_import_parser_sees_what_python_sees():
@@ -285,5 +298,7 @@ def test_the_import_parser_sees_what_python_sees():
     assert "toyrlhf.exact.enumeration" in GRAPH["toyrlhf.exact.estimators"]
     assert "toyrlhf.rl.advantages" in GRAPH["toyrlhf.exact.estimators"]
     assert "toyrlhf.rl.exact_metrics" in GRAPH["toyrlhf.rl.run"]
-    assert "toyrlhf.check" in GRAPH["toyrlhf.cli.commands_exact"]
+    assert "toyrlhf.locks" in GRAPH["toyrlhf.cli.commands_rl"]
+    assert ("toyrlhf.cli.commands_exact", "toyrlhf.check") in {(m, t) for m in MODULES for node in IMPORTS[m].local
+                                                               for t in _resolve(m, node)}
     assert "toyrlhf.cli.main" in GRAPH["toyrlhf.__main__"]

@@ -54,11 +54,11 @@ def one_line(argv, capsys, code=2) -> str:
 @pytest.fixture(scope="module")
 def run_folder(shared_cache_dir, tmp_path_factory):
     """A finished 3-step grpo run (checkpoint every 2 steps), curves skipped."""
-    import toyrlhf.plotting
+    import toyrlhf.rl.run
     root = tmp_path_factory.mktemp("reliability")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TOYRLHF_CACHE_DIR", str(shared_cache_dir))
-        mp.setattr(toyrlhf.plotting, "plot_run_curves", lambda run_dir, out: out)
+        mp.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
         from toyrlhf.cli.main import main
         main(["run", "grpo", "--steps", "3", "--set", "checkpoint_every=2", *UPSTREAM, "--out", str(root / "run")])
         yield root / "run"
@@ -67,8 +67,8 @@ def run_folder(shared_cache_dir, tmp_path_factory):
 @pytest.fixture
 def copy_of(run_folder, tmp_path, shared_cache_dir, monkeypatch):
     monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(shared_cache_dir))
-    import toyrlhf.plotting
-    monkeypatch.setattr(toyrlhf.plotting, "plot_run_curves", lambda run_dir, out: out)
+    import toyrlhf.rl.run
+    monkeypatch.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
     d = tmp_path / "run"
     shutil.copytree(run_folder, d)
     return d

@@ -109,9 +109,9 @@ def cache_env(shared_cache_dir):
 @pytest.fixture(scope="module")
 def no_plots():
     """In-process runs skip curves.png (matplotlib costs ~1 s a figure and is not what these tests check)."""
-    import toyrlhf.plotting
+    import toyrlhf.rl.run
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(toyrlhf.plotting, "plot_run_curves", lambda run_dir, out: out)
+        mp.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
         yield
 
 

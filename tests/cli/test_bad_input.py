@@ -92,11 +92,11 @@ def assert_bad_input(argv, capsys, protected=(), new_out=None) -> str:
 @pytest.fixture(scope="module")
 def env(shared_cache_dir, tmp_path_factory):
     """A real RL run folder and the stage-cache checkpoints, built once; all in-process, curves skipped."""
-    import toyrlhf.plotting
+    import toyrlhf.rl.run   # patched where it is used: the CLI imports it lazily, so patch after the import
     root = tmp_path_factory.mktemp("bad-input")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TOYRLHF_CACHE_DIR", str(shared_cache_dir))
-        mp.setattr(toyrlhf.plotting, "plot_run_curves", lambda run_dir, out: out)
+        mp.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
         from toyrlhf.cli.main import main
         run = root / "grpo-run"
         main(["run", "grpo", "--steps", "3", "--set", "checkpoint_every=2", *UPSTREAM, "--out", str(run)])

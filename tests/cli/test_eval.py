@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import toyrlhf.plotting
+import toyrlhf.rl.run
 from toyrlhf import exact
 from toyrlhf.rl import exact_eval
 from toyrlhf.tasks import get_task
@@ -20,7 +20,7 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TOYRLHF_CACHE_DIR", str(root / "cache"))
-        mp.setattr(toyrlhf.plotting, "plot_run_curves", lambda run_dir, out: out)
+        mp.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
         try:
             main(["run", "grpo", "--task", "length", "--steps", "2", *UPSTREAM, "--out", str(root / "run")])
         except SystemExit as e:

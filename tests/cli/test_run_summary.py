@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import toyrlhf.plotting
+import toyrlhf.rl.run
 
 UPSTREAM = ["--set", "prompts_per_step=4", "--set", "group_size=4", "--set", "pretrain.steps=50",
             "--set", "pretrain.corpus_size=2000", "--set", "sft.steps=20"]
@@ -17,7 +17,7 @@ def test_summary_with_no_initial_exact_figure_prints_na(cache_dir, tmp_path, cap
     """11 steps, exact metrics at step 11 only: initial_exact_* is None (not measured in the first 10 steps);
     the summary says "n/a -> x" and the command exits 0."""
     from toyrlhf.cli.main import main
-    monkeypatch.setattr(toyrlhf.plotting, "plot_run_curves", lambda run_dir, out: out)
+    monkeypatch.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
     out = tmp_path / "run"
     try:
         main(["run", "grpo", "--task", "arith", "--steps", "11", "--exact", "--set", "exact_every=11", *UPSTREAM,

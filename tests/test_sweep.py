@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -156,11 +157,14 @@ def ray_cluster(tmp_path_factory):
     """A Ray head and a second node on 127.0.0.1, one CPU each, every node with its own TMPDIR, Ray temp folder and
     TOYRLHF_CACHE_DIR; stopped (process groups killed) at the end whatever happens."""
     root = tmp_path_factory.mktemp("ray")
+    # Ray's sockets live under its temp folder, and a Unix socket path is at most 107 bytes: pytest's folders
+    # (/tmp/pytest-of-USER/pytest-NNN/...) plus Ray's session name overflow it, so Ray gets a short folder of its own
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
     head = worker = None
     try:
         head = _node(["--head", "--port=0", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                      f"--temp-dir={root / 'head' / 'ray'}"], root / "head", root / "head.log")
-        current = root / "head" / "ray" / "ray_current_cluster"
+                      f"--temp-dir={ray_tmp}"], root / "head", root / "head.log")
+        current = ray_tmp / "ray_current_cluster"
         deadline = time.time() + 60
         while not current.is_file() and time.time() < deadline:
             assert head.poll() is None, (root / "head.log").read_text()[-2000:]
@@ -177,6 +181,7 @@ def ray_cluster(tmp_path_factory):
     finally:
         _stop(worker)
         _stop(head)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _digest(run_dir: Path):

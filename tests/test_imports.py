@@ -38,7 +38,7 @@ LAYERS = {
         "toyrlhf.threads"],
     1: ["toyrlhf.model", "toyrlhf.optim"],
     2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.configs",
-        "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.rl", "toyrlhf.rl.advantages",
+        "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.plotting.*", "toyrlhf.rl", "toyrlhf.rl.advantages",
         "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
         "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses", "toyrlhf.library_names", "toyrlhf.rl.token_masks"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.budget", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",

@@ -1,0 +1,159 @@
+"""The figures' shared look: metric titles and units, one colour per preset, panel grids, tidy axes, the legend
+under the panels, and atomic, deterministic saving (format from the extension; no dates in SVG/PDF metadata).
+Matplotlib is used through `Figure` objects and the Agg canvas only (no pyplot)."""
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..runs import atomic_write_bytes
+
+def _matplotlib_config_dir() -> None:
+    """Give matplotlib a writable config/cache folder before it is first imported: under an unwritable HOME it
+    would otherwise warn on two lines of stderr (breaking the one-line rule) and rebuild its font cache each run."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    default = os.path.join(base, "matplotlib")
+    try:
+        os.makedirs(default, exist_ok=True)
+        if os.access(default, os.W_OK | os.X_OK):
+            return
+    except OSError:
+        pass
+    os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="toyrlhf-matplotlib-")
+
+
+_matplotlib_config_dir()
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+# metric -> (panel title, y-axis label with its unit)
+METRIC_LABELS: dict[str, tuple[str, str]] = {
+    "reward": ("training reward (RM or rule)", "reward"),
+    "gold_reward": ("gold reward", "reward"),
+    "kl": ("KL(π ‖ π_ref)", "nats / sequence"),
+    "entropy": ("policy entropy", "nats / token"),
+    "response_length": ("response length", "tokens"),
+    "response_length_correct": ("response length, correct", "tokens"),
+    "response_length_incorrect": ("response length, incorrect", "tokens"),
+    "clip_fraction": ("clip fraction", "fraction of tokens"),
+    "approx_kl": ("approx. KL(π_old ‖ π)", "nats / token"),
+    "grad_norm": ("gradient norm (before clipping)", "L2 norm"),
+    "loss": ("policy loss", "loss"),
+    "value_loss": ("value loss", "squared error"),
+    "explained_variance": ("critic explained variance", "1 − Var(R−V)/Var(R)"),
+    "accuracy": ("accuracy", "fraction correct"),
+    "frac_zero_std_groups": ("groups with equal rewards", "fraction of groups"),
+    "truncated_fraction": ("truncated completions", "fraction"),
+    "beta": ("KL coefficient β", "β"),
+    "time_s": ("step time", "seconds"),
+}
+
+
+# one colour per preset everywhere (tab10), so grpo is the same colour in every figure
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf")
+
+
+PRESET_ORDER = ("ppo", "grpo", "dr_grpo", "dapo", "rloo", "reinforce", "gspo")
+RC = {"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11, "ytick.labelsize": 11,
+       "legend.fontsize": 11, "figure.titlesize": 14, "axes.grid": True, "grid.alpha": 0.3,
+       "axes.spines.top": False, "axes.spines.right": False, "svg.hashsalt": "toyrlhf", "svg.fonttype": "none"}
+
+
+def metric_label(key: str) -> tuple[str, str]:
+    """(panel title, y-axis label) of a metric; exact_* metrics reuse their estimator's label."""
+    if key in METRIC_LABELS:
+        return METRIC_LABELS[key]
+    if key.startswith("exact_") and key[6:] in METRIC_LABELS:
+        title, unit = METRIC_LABELS[key[6:]]
+        return f"{title} (exact)", unit
+    return key.replace("_", " "), key
+
+
+def colour_for(name: str, names: Sequence[str]) -> str:
+    algo = name.split(" · ")[0]
+    if algo in PRESET_ORDER and len(names) <= len(PALETTE):
+        return PALETTE[PRESET_ORDER.index(algo)]
+    return PALETTE[list(names).index(name) % len(PALETTE)]
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    if n <= 3:
+        return 1, n
+    if n == 4:
+        return 2, 2
+    if n <= 6:
+        return 2, 3
+    if n <= 8:
+        return 2, 4
+    return math.ceil(n / 3), 3
+
+
+def new_figure(n_panels: int, panel_w: float, panel_h: float):
+    from matplotlib.figure import Figure
+    rows, cols = grid_shape(n_panels)
+    fig = Figure(figsize=(panel_w * cols, panel_h * rows + 0.9), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n_panels])
+
+
+def tidy(ax, key: str = "") -> None:
+    """No offset notation ('1e-13+1e-1'), and a readable range for a flat curve (e.g. a constant clip fraction);
+    explained variance is cut at -1 (a fresh critic starts far below and would squash the rest of the curve)."""
+    ax.ticklabel_format(axis="y", useOffset=False)
+    lo, hi = ax.dataLim.intervaly
+    if key.endswith("explained_variance") and np.isfinite(lo) and lo < -1.0 < hi:
+        ax.set_ylim(-1.0, max(1.0, hi) + 0.05)
+        ax.set_title(ax.get_title() + " (cut at −1)")
+        return
+    if np.isfinite(lo) and np.isfinite(hi) and hi - lo <= 1e-9 * max(1.0, abs(lo), abs(hi)):
+        c = 0.5 * (lo + hi)
+        pad = max(0.05 * abs(c), 0.05)
+        ax.set_ylim(c - pad, c + pad)
+
+
+def legend(fig, axes) -> None:
+    handles, labels = [], []
+    for ax in axes:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+
+
+def save_figure(fig, out) -> Path:
+    """Write `fig` to `out` (format from the extension) atomically; creates the parent folder."""
+    out = Path(out)
+    fmt = output_format(out)
+    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
+    buf = io.BytesIO()
+    import matplotlib
+    with matplotlib.rc_context(RC):
+        fig.savefig(buf, format=fmt, dpi=150, metadata=metadata)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, buf.getvalue())
+    except OSError as e:
+        raise UserError(f"{out}: cannot write ({e.strerror})") from None
+    return out
+
+
+def output_format(out) -> str:
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise UserError(f"{out}: unsupported output format {suffix or '(no extension)'!r}; "
+                        f"use {', '.join(FORMATS)}")
+    return FORMATS[suffix]

@@ -234,16 +234,16 @@ def test_a_commands_exit_code_is_the_process_exit_code(capsys):
 
 
 def test_compare_workers_die_with_their_parent(tmp_path):
-    """kill -9 of the parent: its worker (which ran _init_worker with the parent's pid) is gone within seconds."""
+    """kill -9 of the parent: its worker (which ran init_worker with the parent's pid) is gone within seconds."""
     script = tmp_path / "parent.py"
     script.write_text(
         "import multiprocessing as mp, os, sys, time\n"
-        "from toyrlhf.cli.commands_plot import _init_worker\n"
+        "from toyrlhf.sweep.local import init_worker\n"
         "if __name__ == '__main__':\n"
         "    ctx = mp.get_context('spawn')\n"
         "    stop = ctx.Event()\n"
         "    import concurrent.futures as cf\n"
-        "    pool = cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=(stop, os.getpid()))\n"
+        "    pool = cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=init_worker, initargs=(stop, os.getpid()))\n"
         "    fut = pool.submit(os.getpid)\n"
         "    print(fut.result(), flush=True)\n"
         "    pool.submit(time.sleep, 120)\n"

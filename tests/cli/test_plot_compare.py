@@ -130,7 +130,7 @@ def test_compare_two_algorithms_two_seeds_writes_runs_figure_and_tables(tmp_path
     md = (out / "comparison.md").read_text()
     assert md.count("\n| grpo | 2 | ") == 1 and md.count("\n| ppo | 2 | ") == 1
     assert "| grpo | 2 | " in result.output and "| ppo | 2 | " in result.output   # the table is printed
-    # the upstream models were built once per seed in the parent, before the workers started
+    # the upstream models were built once per seed (a level's stages in parallel workers), before any run started
     cached = sorted(p.name.split("-")[0] + "-" + p.name.split("-")[2] for p in (tmp_path / "cache").glob("*.npz"))
     assert cached == ["pretrain-s0", "pretrain-s1", "rm-s0", "rm-s1", "sft-s0", "sft-s1"]
 
@@ -149,8 +149,8 @@ class StopAfter:
 def test_a_stopped_compare_worker_ends_its_run_at_a_step_boundary_with_a_checkpoint(tmp_path, monkeypatch):
     import numpy as np
 
-    from toyrlhf.cli import commands_plot
     from toyrlhf.settings import from_dict, to_dict, with_overrides
+    from toyrlhf.sweep import local
     from toyrlhf.settings import parse_set_options
     from toyrlhf.config import RLConfig
     from toyrlhf.rl.algorithms import PRESETS
@@ -158,12 +158,12 @@ def test_a_stopped_compare_worker_ends_its_run_at_a_step_boundary_with_a_checkpo
     monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(tmp_path / "cache"))
     cfg = from_dict(RLConfig, {**PRESETS["grpo"].knobs, "algo": "grpo", "steps": 50})
     cfg = with_overrides(cfg, parse_set_options([s for s in SMALL if s != "--set"]))
-    monkeypatch.setattr(commands_plot, "_STOP", StopAfter(3))
+    monkeypatch.setattr(local, "_STOP", StopAfter(3))
     (tmp_path / "run").mkdir()
-    out = commands_plot._train_one(to_dict(cfg), str(tmp_path / "run"))
+    out = local.train_stoppable(to_dict(cfg), str(tmp_path / "run"))
     assert out["error"].startswith("Interrupted")
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
     with np.load(tmp_path / "run" / "checkpoint.npz") as z:
         assert int(z["step"]) == 3
-    monkeypatch.setattr(commands_plot, "_STOP", StopAfter(0))
-    assert "not started" in commands_plot._train_one(to_dict(cfg), str(tmp_path / "other"))["error"]
+    monkeypatch.setattr(local, "_STOP", StopAfter(0))
+    assert "not started" in local.train_stoppable(to_dict(cfg), str(tmp_path / "other"))["error"]

@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..runs import read_json, remove_stale_temp_files
 from ..settings import from_dict, to_dict
 from . import report
-from .grid import Grid, Point, stage_file_exists, stage_levels
+from .grid import Grid, Point, missing_stage_levels
 from .work import RUN_FILES
 
 
@@ -101,9 +101,7 @@ def run_sweep(grid: Grid, root, backend, *, overwrite: bool = False, title: str 
     if resumed:
         echo(f"{resumed} interrupted run{'s' if resumed != 1 else ''} resumed from their checkpoints")
     cache = stages.cache_dir()
-    levels = [[s for s in level if not stage_file_exists(cache, s)]
-              for level in stage_levels(j.point.config for j in plan.jobs)]
-    levels = [lv for lv in levels if lv]
+    levels = missing_stage_levels((j.point.config for j in plan.jobs), cache)
     built = sum(len(lv) for lv in levels)
     if built:
         echo(f"upstream: {built} stage{'s' if built != 1 else ''} to build "

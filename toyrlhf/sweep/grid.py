@@ -185,6 +185,12 @@ def stage_levels(configs) -> list[list[Stage]]:
     return [levels[s] for s in STAGES if levels[s]]
 
 
+def missing_stage_levels(configs, cache: Path) -> list[list[Stage]]:
+    """stage_levels without the stages already in the cache (and without the levels left empty)."""
+    levels = [[s for s in level if not stage_file_exists(cache, s)] for level in stage_levels(configs)]
+    return [lv for lv in levels if lv]
+
+
 def upstream_of(stage: Stage) -> Stage | None:
     """The stage file `stage` is trained from (None for pretraining)."""
     if stage.stage == "pretrain":

@@ -35,10 +35,10 @@ def error_text(e: BaseException) -> str:
     return f"{e.__class__.__name__}: {' '.join(str(e).split())}"
 
 
-def train_run(cfg_dict: dict, run_dir, resume: bool) -> dict:
+def train_run(cfg_dict: dict, run_dir, resume: bool, progress=None) -> dict:
     """One RL run into run_dir (resumed from its checkpoint if `resume`): {'summary': ...} or {'error': one line}."""
     try:
-        return {"summary": train(from_dict(RLConfig, cfg_dict), Path(run_dir), resume=resume)}
+        return {"summary": train(from_dict(RLConfig, cfg_dict), Path(run_dir), resume=resume, progress=progress)}
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - reported per run by the driver
         return {"error": error_text(e)}
 

@@ -12,7 +12,7 @@ from toyrlhf.errors import UserError
 from toyrlhf.rl.advantages import ADVANTAGE_ESTIMATORS
 from toyrlhf.library_names import NAMES
 from toyrlhf.rl.algorithms import ALGORITHMS, KNOB_COLUMNS, LIBRARY_PRESETS, METHODS, PARADIGM, PRESETS
-from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS
+from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS, ROLLOUT_CORRECTIONS
 from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.runs import prepare_run_dir
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
@@ -163,7 +163,7 @@ def _train(cfg, run_dir, resume, exact) -> dict:
 
 
 KNOB_REGISTRIES = {"advantage": ADVANTAGE_ESTIMATORS, "ratio": SURROGATES, "aggregation": AGGREGATIONS,
-                   "kl_estimator": KL_ESTIMATORS}
+                   "kl_estimator": KL_ESTIMATORS, "rollout_correction": ROLLOUT_CORRECTIONS}
 """The knobs whose values are registered functions: `toyrlhf algos` lists every entry with its equation and paper."""
 
 

@@ -189,6 +189,20 @@ class RLConfig:
     """G: completions per prompt (GRPO's group; PPO also samples G per prompt so batches are comparable)."""
     temperature: float = 1.0
     """Sampling temperature; log-probs are taken from the same temperature-scaled logits."""
+    sampler_temperature: Optional[float] = None
+    """Rollout-training mismatch: the sampler draws from pi at this temperature (as a rollout engine with other
+    numerics or sampling settings would) while the trainer's pi stays at `temperature`; none = no mismatch."""
+    rollout_correction: str = "none"
+    """How the trainer corrects for the sampler's mu != pi: a per-token weight c_t on the policy-gradient term
+    (rl/losses.py ROLLOUT_CORRECTIONS): none, seq_is, token_tis, seq_tis, token_mask (IcePop), seq_mask (MIS),
+    geo_mask."""
+    rollout_is_cap: float = 2.0
+    """C of the truncated corrections, min(w, C) (token_tis, seq_tis, geo_mask; verl rollout_is_threshold)."""
+    rollout_mask_low: float = 0.5
+    """lo of the masked corrections: a token / sequence is kept while lo <= ratio <= hi (token_mask, seq_mask,
+    geo_mask)."""
+    rollout_mask_high: float = 2.0
+    """hi of the masked corrections."""
     lr: float = 1e-3
     """Policy Adam learning rate (2e-3 collapsed the entropy within 50 steps on pref; 1e-3 keeps the curves readable)."""
     critic_lr: float = 5e-3
@@ -423,6 +437,8 @@ class RLConfig:
             raise ValueError("entropy_target must be >= 0, entropy_coef_step and entropy_coef_max > 0")
         if self.entropy_target is not None and self.update == "exact":
             raise ValueError("entropy_target needs update=sample")
+        choice("rollout_correction", losses.ROLLOUT_CORRECTIONS)
+        self._check_rollout_correction()
         choice("reward_norm", REWARD_NORMS)
         choice("token_norm", ("global", "local"))
         if self.micro_batches < 1:
@@ -448,6 +464,27 @@ class RLConfig:
                 raise ValueError(f"reward_weights: the weight of {name!r} must be a finite number, got {w}")
         # one task and one seed for the whole pipeline
         self.pretrain.task, self.pretrain.seed = self.task, self.seed
+
+    def _check_rollout_correction(self) -> None:
+        """The mismatch knobs: a positive sampler temperature, sane cap and bounds, and a correction the run's
+        surrogate and trainer can apply."""
+        if self.sampler_temperature is not None and not self.sampler_temperature > 0:
+            raise ValueError(f"sampler_temperature must be > 0 (or none), got {self.sampler_temperature}")
+        if not self.rollout_is_cap > 0:
+            raise ValueError(f"rollout_is_cap must be > 0, got {self.rollout_is_cap}")
+        if not 0 <= self.rollout_mask_low < 1 < self.rollout_mask_high:
+            raise ValueError(f"need 0 <= rollout_mask_low < 1 < rollout_mask_high, got {self.rollout_mask_low} and "
+                             f"{self.rollout_mask_high}")
+        if self.sampler_temperature is None and self.rollout_correction == "none":
+            return
+        what = "sampler_temperature" if self.sampler_temperature is not None else "rollout_correction"
+        if self.method != "rl" or self.update != "sample":
+            raise ValueError(f"{what} needs the policy-gradient trainer with update=sample (method=rl), got "
+                             f"method={self.method}, update={self.update}")
+        if (losses.ROLLOUT_CORRECTIONS[self.rollout_correction].level == "token"
+                and SURROGATES[self.ratio].level != "token"):
+            raise ValueError(f"rollout_correction={self.rollout_correction} weights each token; ratio={self.ratio} "
+                             f"is a sequence-level surrogate (use seq_is, seq_tis or seq_mask)")
 
     @property
     def uses_critic(self) -> bool:

@@ -66,9 +66,11 @@ NAMES = {
         ("actor.optim.lr / critic.optim.lr", "lr / critic_lr", "same"),
         ("actor.grad_clip", "max_grad_norm", "same"),
         ("critic.cliprange_value", "value_clip", "same"),
-        ("algorithm.rollout_correction.rollout_is / rollout_rs", "(exact/mismatch.py corrections)",
-         "token -> token_tis, sequence -> seq_tis / seq_mask, geometric -> geo_mask; exact study only, no trainer "
-         "knob yet"),
+        ("algorithm.rollout_correction.rollout_is", "rollout_correction", "token -> token_tis, sequence -> "
+                                                                          "seq_tis (cap: rollout_is_cap)"),
+        ("algorithm.rollout_correction.rollout_rs", "rollout_correction", "token -> token_mask, sequence -> "
+                                                                          "seq_mask, geometric -> geo_mask (bounds: "
+                                                                          "rollout_mask_low / rollout_mask_high)"),
     ],
     "openrlhf": [  # OpenRLHF 0.11 openrlhf/cli/train_ppo_ray.py flags
         ("--algo.advantage.estimator", "advantage", "gae -> gae, reinforce -> reinforce_pp, rloo -> rloo, "
@@ -93,9 +95,10 @@ NAMES = {
         ("--actor.adam.lr / --critic.adam.lr", "lr / critic_lr", "same"),
         ("--actor.max_norm", "max_grad_norm", "same"),
         ("--algo.dynamic_filtering_enable", "dynamic_sampling", "same (range (0, 1) = drop all-equal groups)"),
-        ("--algo.advantage.is_correction_type", "(exact/mismatch.py corrections)",
-         "tis -> token_tis, icepop -> token_mask, seq-mask-tis -> geo_mask; exact study only, no trainer knob yet"),
-        ("--algo.advantage.is_correction_threshold", "(mismatch_table lo, hi / C)", "default (0.5, 5)"),
+        ("--algo.advantage.is_correction_type", "rollout_correction",
+         "tis -> token_tis, icepop -> token_mask, seq-mask-tis -> geo_mask"),
+        ("--algo.advantage.is_correction_threshold", "rollout_mask_low / rollout_mask_high (rollout_is_cap for "
+                                                     "tis)", "OpenRLHF's default (0.5, 5); toyrlhf's (0.5, 2), cap 2"),
     ],
 }
 """`toyrlhf algos --names LIBRARY`: each library option and the toyrlhf setting it maps to."""

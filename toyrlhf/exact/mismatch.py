@@ -21,7 +21,7 @@ Corrections (w_t = pi(y_t)/mu(y_t), W = prod_t w_t, A = r - E_mu[r | q]):
 Bias and variance are measured along the true gradient's direction u = g/|g|: the single-sample estimator
 f(y) = sum_t c_t(y) A(y) grad log pi(y_t) has E[f] u (exact) and Var[f u] = E_mu[(f u)^2] - (E[f] u)^2 (prompts
 uniform), with grad log pi(y_t) u the directional derivative of each token's log-prob (central differences in theta).
-Imports only tokens, model, errors and the exact engine's own modules.
+Imports only tokens, model, errors, rl/losses (the correction weights) and the exact engine's own modules.
 """
 from __future__ import annotations
 
@@ -30,40 +30,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import TinyLM
+from ..rl.losses import ROLLOUT_CORRECTIONS, rollout_correction_weights
 from .enumeration import Enumeration, enumerate_task, rescore
 from .expectations import grad_expectation, grad_token_weights, per_prompt
 
-CORRECTIONS = ("none", "seq_is", "token_tis", "seq_tis", "token_mask", "seq_mask", "geo_mask")
+CORRECTIONS = ROLLOUT_CORRECTIONS.names()
+"""The corrections, in the order of ``rl.losses.ROLLOUT_CORRECTIONS`` (the trainer's ``rollout_correction`` knob)."""
+
+correction_weights = rollout_correction_weights
+"""(N, L) the per-token weight c_t / A of a correction: the trainer's own function (``rl.losses``)."""
 
 
-def correction_weights(kind: str, log_w: np.ndarray, mask: np.ndarray, *, C: float = 2.0, lo: float = 0.5,
-                       hi: float = 2.0) -> np.ndarray:
-    """(N, L) the per-token weight c_t / A of correction `kind` from the token log-ratios log w_t = log pi - log mu
-    (0 outside `mask`)."""
-    log_w = np.where(mask, np.asarray(log_w, np.float64), 0.0)
-    w = np.exp(log_w)
-    logW = log_w.sum(axis=1, keepdims=True)
-    W = np.exp(logW)
-    one = np.ones_like(w)
-    if kind == "none":
-        c = one
-    elif kind == "seq_is":
-        c = W * one
-    elif kind == "token_tis":
-        c = np.minimum(w, C)
-    elif kind == "seq_tis":
-        c = np.minimum(W, C) * one
-    elif kind == "token_mask":
-        c = w * ((w >= lo) & (w <= hi))
-    elif kind == "seq_mask":
-        c = W * ((W >= lo) & (W <= hi)) * one
-    elif kind == "geo_mask":
-        n = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        g = np.exp(logW / n)
-        c = np.minimum(w, C) * ((g >= lo) & (g <= hi))
-    else:
-        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}; got {kind!r}")
-    return np.where(mask, c, 0.0)
+def expected_corrected_gradient(policy: TinyLM, enum: Enumeration, r: np.ndarray, mu: Enumeration, kind: str, *,
+                                C: float = 2.0, lo: float = 0.5, hi: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """E_{q uniform, y ~ mu}[sum_t c_t(y) A(y) grad log pi(y_t)] with A = r - E_mu[r | q], exactly, and the (N, L)
+    per-token coefficients c_t A. `mu` is the sampler's rescoring of `enum` (``rescore(..., temperature=T)``).
+
+    Any baseline independent of y with mean E_mu[r | q] (RLOO's leave-one-out mean over the group's other samples)
+    has the same expected gradient, so this is also the trainer's expected update with advantage=rloo."""
+    log_w = np.where(enum.mask, enum.logp - mu.logp, 0.0)
+    A = r - per_prompt(enum, mu.probs * r)[enum.prompt_index]
+    c = correction_weights(kind, log_w, enum.mask, C=C, lo=lo, hi=hi) * A[:, None]
+    return grad_token_weights(policy, enum, (1.0 / enum.n_prompts) * mu.probs[:, None] * c), c
 
 
 @dataclass
@@ -92,13 +80,9 @@ def mismatch_table(policy: TinyLM, task, rewards_fn, temperatures=(1.0, 1.1, 1.2
     rows = []
     for tau in temperatures:
         mu = rescore(policy, enum, temperature=tau)
-        log_w = np.where(enum.mask, enum.logp - mu.logp, 0.0)
-        base = per_prompt(enum, mu.probs * r)[enum.prompt_index]       # E_mu[r | q]
-        A = r - base
         tv = float(0.5 * per_prompt(enum, np.abs(enum.probs - mu.probs)).mean())
         for kind in corrections:
-            c = correction_weights(kind, log_w, enum.mask, C=C, lo=lo, hi=hi) * A[:, None]
-            Ef = grad_token_weights(policy, enum, wq * mu.probs[:, None] * c)
+            Ef, c = expected_corrected_gradient(policy, enum, r, mu, kind, C=C, lo=lo, hi=hi)
             proj = (c * d).sum(axis=1)                                  # f(y) . u
             mean_u = float(Ef @ u)
             var_u = float((wq * mu.probs * proj ** 2).sum() - mean_u ** 2)

@@ -27,6 +27,7 @@ class Rollout:
     truncated: np.ndarray     # (B,)         no EOS within max_new_tokens
     correct: np.ndarray | None  # (B,)       verifiable tasks: the rule's verdict
     group_size: int
+    sampler_logp: np.ndarray | None = None   # (B, L) log mu as the sampler reported it (sampler_temperature set)
 
     def select_groups(self, groups: np.ndarray) -> "Rollout":
         rows = (groups[:, None] * self.group_size + np.arange(self.group_size)[None, :]).ravel()
@@ -109,10 +110,13 @@ def greedy_rewards(policy: TinyLM, task: Task, reward_fn: RewardFn, tokens: np.n
 
 
 def rollout(policy: TinyLM, reference: TinyLM, task: Task, reward_fn: RewardFn, n_prompts: int, G: int,
-            rng: np.random.Generator, temperature: float = 1.0) -> Rollout:
-    """Sample G completions for each of n_prompts prompts and score them."""
+            rng: np.random.Generator, temperature: float = 1.0, sampler_temperature: float | None = None) -> Rollout:
+    """Sample G completions for each of n_prompts prompts and score them. With `sampler_temperature` the sampler
+    draws from mu = pi at that temperature (the rollout-training mismatch) and its log-probs are kept as
+    ``sampler_logp``; pi_old and pi_ref stay at `temperature`."""
     prompts = np.repeat(task.sample_prompts(n_prompts, rng), G, axis=0)            # (B, P)
-    s = policy.sample(prompts, task.max_new_tokens, rng, temperature)
+    s = policy.sample(prompts, task.max_new_tokens, rng,
+                      temperature if sampler_temperature is None else sampler_temperature)
     tokens, mask = s.tokens, s.mask
     # pi_old is recomputed by the training forward pass, not taken from the sampler, so that the ratio of the
     # first minibatch is exactly 1 (the sampler batches rows differently, which changes float round-off).
@@ -125,4 +129,5 @@ def rollout(policy: TinyLM, reference: TinyLM, task: Task, reward_fn: RewardFn, 
     return Rollout(tokens=tokens, mask=mask, old_logp=old_logp, ref_logp=ref_logp, entropy=entropy,
                    reward=reward, gold_reward=gold, lengths=tk.completion_lengths(completions),
                    truncated=tk.is_truncated(completions),
-                   correct=task.is_correct(prompts, completions) if task.verifiable else None, group_size=G)
+                   correct=task.is_correct(prompts, completions) if task.verifiable else None, group_size=G,
+                   sampler_logp=None if sampler_temperature is None else s.logp)

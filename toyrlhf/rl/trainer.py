@@ -4,7 +4,8 @@ Pseudocode of a step (each line is one method of ``Trainer``):
     1. collect:        q ~ P(Q), {o_i}_{i=1..G} ~ pi_old(.|q); log pi_old, log pi_ref per token; reward r_i; gold
                        r*_i (dynamic sampling: drop groups whose rewards are all equal, sample more; DAPO)
     2. advantages:     the registered estimator ``advantage`` (``advantages.ADVANTAGE_ESTIMATORS``) on the reward,
-                       minus beta * k per token when kl == 'reward'
+                       minus beta * k per token when kl == 'reward'; times the rollout correction c_t when the
+                       sampler's mu differs from pi (sampler_temperature; losses.rollout_correction_weights)
     3. policy_update:  for epoch in 1..E, for each minibatch of prompt groups:
                            L = surrogate(ratio, A) [+ beta * KL_loss] [- c_H * entropy] -> dL/dlogp -> backward -> Adam
     4. critic_update:  the same minibatches: L_V = value_loss(V, V_old, returns) -> backward -> Adam (critic methods)
@@ -89,6 +90,7 @@ class Targets:
     returns: np.ndarray | None
     old_values: np.ndarray | None
     loss_mask: np.ndarray
+    mismatch: dict | None = None   # rollout-training mismatch statistics (sampler_temperature / rollout_correction)
 
 
 class Trainer:
@@ -123,7 +125,7 @@ class Trainer:
         cfg = self.cfg
         m = self.models
         ro = rollout(m.policy, m.reference, self.task, self.reward_fn, cfg.prompts_per_step, cfg.group_size,
-                     self.rng, cfg.temperature)
+                     self.rng, cfg.temperature, self.sampler_temperature)
         if not cfg.dynamic_sampling:
             return ro, ro
         kept = [ro.select_groups(np.flatnonzero(~adv_mod.zero_std_groups(ro.reward, cfg.group_size)))]
@@ -134,7 +136,7 @@ class Trainer:
             if self.should_stop is not None and self.should_stop():   # a signal: do not defer it to the step's end
                 raise Interrupted(f"stopped during step {self.step_count + 1} (dynamic sampling)")
             more = rollout(m.policy, m.reference, self.task, self.reward_fn, cfg.prompts_per_step,
-                           cfg.group_size, self.rng, cfg.temperature)
+                           cfg.group_size, self.rng, cfg.temperature, self.sampler_temperature)
             part = more.select_groups(np.flatnonzero(~adv_mod.zero_std_groups(more.reward, cfg.group_size)))
             kept.append(part)
             have += part.n_groups
@@ -169,7 +171,33 @@ class Trainer:
         if cfg.whiten:
             adv = adv_mod.batch_normalize(adv, ro.mask)
         loss_mask = ro.mask & ~ro.truncated[:, None] if cfg.mask_truncated else ro.mask
-        return Targets(adv, returns, x.values, loss_mask)
+        mismatch = None
+        if ro.sampler_logp is not None:
+            adv, mismatch = self.rollout_correction(ro, adv, loss_mask)
+        return Targets(adv, returns, x.values, loss_mask, mismatch)
+
+    @property
+    def sampler_temperature(self) -> float | None:
+        """The sampler's temperature when its log-probs are needed (a mismatch or a correction), else None."""
+        cfg = self.cfg
+        if cfg.sampler_temperature is not None:
+            return cfg.sampler_temperature
+        return cfg.temperature if cfg.rollout_correction != "none" else None
+
+    def rollout_correction(self, ro: Rollout, adv: np.ndarray, loss_mask: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Token advantages times the correction's weight c_t (``losses.rollout_correction_weights`` on
+        w_t = pi_old(y_t) / mu(y_t), the trainer's over the sampler's probability), and the statistics logged:
+        the mean weight and the fraction of tokens it zeroes over the loss tokens, and the sampled
+        sum_t log(mu / pi_old), a k1 estimate of KL(mu || pi_old) per sequence."""
+        cfg = self.cfg
+        log_w = np.where(ro.mask, ro.old_logp - ro.sampler_logp, 0.0)
+        c = losses.rollout_correction_weights(cfg.rollout_correction, log_w, ro.mask, C=cfg.rollout_is_cap,
+                                              lo=cfg.rollout_mask_low, hi=cfg.rollout_mask_high)
+        stats = {"rollout_is_weight": _mean(c[loss_mask]), "rollout_masked_fraction": _mean(c[loss_mask] == 0),
+                 "rollout_kl": float(-log_w.sum(axis=1).mean())}
+        if cfg.rollout_correction != "none":
+            adv = adv * c
+        return adv, stats
 
     def _step_rewards(self, ro: Rollout) -> tuple[np.ndarray, np.ndarray]:
         """The task's process rewards on the rollout's (B, L) grid (step ends inside the completion only)."""
@@ -357,6 +385,8 @@ class Trainer:
         }
         if cfg.token_mask != "none":
             out["masked_token_fraction"] = _mean(pstats["masked_token_fraction"])
+        if tg.mismatch is not None:
+            out.update(tg.mismatch)
         if cfg.entropy_target is not None:
             out["entropy_coef"] = self.entropy_coef
         if raw.correct is not None:

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 from scipy.special import expit
 
 from . import exact
@@ -297,6 +296,7 @@ def _summary(model: TinyLM, sft_model: TinyLM, task: Task, cfg: RMConfig, train:
     if cfg.exact and cfg.k == 2:
         ex_tr = exact_population(model, sft_model, task, train.population_ids, cfg.tau, cfg.temperature)
         ex_ho = exact_population(model, sft_model, task, heldout.population_ids, cfg.tau, cfg.temperature)
+    from scipy import stats   # 0.7 s to import: only a run that trains a reward model pays it (issue 12)
     gold = heldout.gold.ravel()
     raw = ho["scores"].ravel()
     summary = {
@@ -334,6 +334,7 @@ def _summary(model: TinyLM, sft_model: TinyLM, task: Task, cfg: RMConfig, train:
 def _corr(fn, a, b) -> float:
     if np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
+    from scipy import stats
     with warnings.catch_warnings():
         # a nearly constant score over a prompt's few completions (tiny runs): the figure is then rough, not wrong
         warnings.simplefilter("ignore", getattr(stats, "DegenerateDataWarning", RuntimeWarning))

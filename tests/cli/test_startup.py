@@ -30,3 +30,8 @@ def test_a_command_s_help_loads_no_numba_either(tmp_path):
             "for cmd in ('run', 'compare', 'plot', 'check', 'settings'):\n"
             "    try:\n        main([cmd, '--help'])\n    except SystemExit:\n        pass\nprint()")
     assert _loaded_after(code, tmp_path) == []
+
+
+def test_the_training_loop_imports_no_matplotlib_or_scipy_stats(tmp_path):
+    """`toyrlhf run` needs numba, not matplotlib (loaded when curves.png is drawn) nor scipy.stats (RM summary)."""
+    assert _loaded_after("import toyrlhf.rl.run", tmp_path) == ["numba"]

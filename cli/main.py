@@ -32,7 +32,8 @@ def _install_startup_handlers() -> dict:
 def check_environment(environ=os.environ) -> str | None:
     """The environment variables a library reads at import time and would turn into a traceback: returns a one-line
     complaint, or None. NUMBA_NUM_THREADS must be a whole number of threads in 1..CPUs (numba refuses 0 and warns on
-    two lines about text); MPLBACKEND must name a matplotlib backend."""
+    two lines about text); MPLBACKEND must name a matplotlib backend; TOYRLHF_PROGRESS is auto or off (a typo would
+    silently keep the bars)."""
     value = environ.get("NUMBA_NUM_THREADS")
     if value is not None and value.strip() != "":
         cpus = os.cpu_count() or 1
@@ -42,6 +43,9 @@ def check_environment(environ=os.environ) -> str | None:
             n = None
         if n is None or not 1 <= n <= cpus:
             return f"NUMBA_NUM_THREADS={value[:40]!r}: expected a whole number of threads from 1 to {cpus}"
+    progress = environ.get("TOYRLHF_PROGRESS")
+    if progress is not None and progress.strip().lower() not in ("", "auto", "on", "1", "off", "0"):
+        return f"TOYRLHF_PROGRESS={progress[:40]!r}: expected auto or off"
     backend = environ.get("MPLBACKEND")
     if backend is not None and backend.strip() != "":
         name = backend.strip().lower()
@@ -176,9 +180,7 @@ def main(argv=None) -> None:
         fail(" ".join(str(e).split()))
     except NumericalError as e:
         fail(" ".join(str(e).split()), 3)
-    except Interrupted as e:
-        if sys.stderr.isatty():
-            click.echo("", err=True)   # end the progress bar's line
+    except Interrupted as e:   # the progress bar has ended its line on the way out
         click.echo(f"toyrlhf: {' '.join(str(e).split())}", err=True)
         sys.exit(e.code)
     except KeyboardInterrupt:

@@ -7,6 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+# The suite's stderr checks are about the one-line errors, and captured stderr is not a terminal, where the bars
+# print plain lines: bars off, here and in the CLI subprocesses (tests/cli/test_progress.py turns them on).
+os.environ.setdefault("TOYRLHF_PROGRESS", "off")
+
 
 def rel_err(a, b):
     """max |a - b| relative to the larger of max|a|, max|b| (the gradient-check criterion)."""

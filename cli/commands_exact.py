@@ -34,7 +34,8 @@ def format_table(report) -> list[str]:
             note = {"KL value": "values, nats per sequence",
                     "KL gradient": "gradients of the penalty, projected on the unit target gradient",
                     "policy gradient": "ascent directions, projected on the unit grad E[r]",
-                    "preference labels": "BT pairs of distinct pi completions, tau = 1; per-pair means"}[section]
+                    "preference labels": "BT pairs of distinct pi completions, tau = 1; per-pair means",
+                    "presets": "each preset's trainer loss on sampled batches, projected on its unit target"}[section]
             lines.append(f"-- {section} ({note})")
             lines.append(head)
         mc = f"{r.mc_mean:.4g} ± {r.mc_se:.2g}"
@@ -57,7 +58,8 @@ def format_table(report) -> list[str]:
               help="Also draw the table as a figure (.png, .svg or .pdf).")
 @click.option("--all-algos", "all_algos", is_flag=True,
               help="Also every registered advantage estimator outside the classic four (REINFORCE++, ReMax, GPG, "
-                   "OPO, pass@k, ...) and the k3+ / ratio-corrected k3 KL rows.")
+                   "OPO, pass@k, ...), the k3+ / ratio-corrected k3 KL rows, and one row per preset and library "
+                   "preset (plus entropy masks and GDPO) with its partition-invariance verdict.")
 def check_cmd(task, samples, seed, figure, all_algos):
     """Exact expectations and gradients vs Monte-Carlo estimates of the project's estimators (KL k1/k2/k3 as
     values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients; the Bayes ceiling of the

@@ -27,6 +27,7 @@ from ..rl.rollout import greedy_decode
 from ..rl.surrogates import policy_loss
 from ..tasks import Task, get_task
 from .draws import Draws, TokenPairs, mean_se
+from .presets import preset_section, preset_steps
 from .rows import Z_MAX, CheckReport, CheckRow, cos_text, cosine, gradient_verdict, unit, value_verdict
 
 __all__ = ["run_check", "check_steps", "pg_estimators"]
@@ -62,9 +63,9 @@ def pg_estimators(all_algos: bool = False) -> list:
 
 def check_steps(all_algos: bool = False) -> int:
     """Progress ticks of run_check: KL section 4 + one per KL variant, policy gradients 2 + one per estimator,
-    preferences 1."""
-    return 4 + len(kl_variants(all_algos)) + 2 + len(pg_estimators(all_algos)) + 1
-"""Progress ticks of run_check."""
+    preferences 1; with all_algos the preset section's (``presets.preset_steps``)."""
+    return (4 + len(kl_variants(all_algos)) + 2 + len(pg_estimators(all_algos)) + 1
+            + (preset_steps() if all_algos else 0))
 
 
 class _Context:
@@ -113,6 +114,10 @@ def run_check(task: str = "arith", samples: int = 2000, seed: int = 0, *, group_
     kl_rows, kl_info = _kl_section(ctx, int(kl_batch))
     pg_rows, pg_info = _policy_gradient_section(ctx, int(group_size), int(pg_prompts))
     pref_rows, n_pairs = _preference_section(ctx)
+    if ctx.all_algos:       # after the preference draws, so the default rows' numbers do not depend on all_algos
+        reward_of = _reward_fn(ctx.task)
+        pg_rows += preset_section(ctx, int(group_size), chosen_prompts(ctx, reward_of, int(pg_prompts))[1],
+                                  reward_of)
     info = {
         "task": task, "seed": seed, "samples": samples, "sft": str(ctx.sft_path), "ref_mix": ref_mix,
         "pref_pairs": n_pairs, "n_completions": ctx.enum.n, "n_prompts": ctx.enum.n_prompts,
@@ -228,10 +233,7 @@ def _policy_gradient_section(ctx: _Context, G: int, pg_prompts: int) -> tuple[li
     """Each registered sequence-level estimator's policy gradient on `pg_prompts` prompts of spread difficulty, against grad E[r]."""
     tsk, enum, policy = ctx.task, ctx.enum, ctx.policy
     reward_of = _reward_fn(tsk)
-    p_all, _ = expectation(enum, reward_of(*enum.split()))
-    order = np.argsort(p_all, kind="stable")
-    K = min(pg_prompts, enum.n_prompts)
-    chosen = order[np.unique(np.round(np.linspace(0, len(order) - 1, K)).astype(int))]
+    p_all, chosen = chosen_prompts(ctx, reward_of, pg_prompts)
     sub = enumerate_task(policy, tsk, prompts=ctx.prompts[chosen])
     r_sub = reward_of(*sub.split())
     g_true = grad_expectation(policy, sub, r_sub)
@@ -262,6 +264,14 @@ def _policy_gradient_section(ctx: _Context, G: int, pg_prompts: int) -> tuple[li
         "pg_p": [float(p_all[q]) for q in chosen], "reward": "1[correct]" if binary else "gold reward",
         "accuracy": float(p_all.mean()), "accuracy_label": "P(correct)" if binary else "E[gold reward]",
     }
+
+
+def chosen_prompts(ctx: _Context, reward_of: Callable, pg_prompts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pi's exact E[r | q] for every prompt, the indices of `pg_prompts` prompts evenly spaced in it)."""
+    p_all, _ = expectation(ctx.enum, reward_of(*ctx.enum.split()))
+    order = np.argsort(p_all, kind="stable")
+    K = min(pg_prompts, ctx.enum.n_prompts)
+    return p_all, order[np.unique(np.round(np.linspace(0, len(order) - 1, K)).astype(int))]
 
 
 def _pg_monte_carlo(ctx: _Context, chosen: np.ndarray, ests: list, hp, G: int, u_true: np.ndarray,

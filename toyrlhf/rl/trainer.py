@@ -251,19 +251,7 @@ class Trainer:
         ``micro_batches`` micro-batches of prompt groups (gradient accumulation). token_norm='global' gives every
         micro-batch the minibatch's token and sequence counts (TRL 'dapo': the same numbers as the unsplit
         minibatch); 'local' its own counts and weight 1/micro_batches (TRL 'bnpo')."""
-        cfg, policy = self.cfg, self.models.policy
-        G = ro.group_size
-        parts = [rows]
-        if cfg.micro_batches > 1:
-            groups = np.split(rows, len(rows) // G)
-            chunks = np.array_split(np.arange(len(groups)), min(cfg.micro_batches, len(groups)))
-            parts = [np.concatenate([groups[i] for i in c]) for c in chunks if len(c)]
-        counts, scale = {}, 1.0
-        if len(parts) > 1 and cfg.token_norm == "global":
-            lm = tg.loss_mask[rows]
-            counts = dict(n_tokens=int(lm.sum()), n_seqs=int(lm.any(axis=1).sum()))
-        elif len(parts) > 1:
-            scale = 1.0 / len(parts)
+        parts, counts, scale = self._micro_parts(ro, tg, rows)
         loss_total, grad_total = 0.0, None
         st_all = {"clip_fraction": [], "approx_kl": [], "masked_token_fraction": []}
         for part in parts:
@@ -279,7 +267,45 @@ class Trainer:
                                         "approx_kl": float(np.mean(st_all["approx_kl"])),
                                         "masked_token_fraction": st_all["masked_token_fraction"]}
 
+    def minibatch_dlogp(self, ro: Rollout, tg: "Targets", rows: np.ndarray, beta: float, *,
+                        old_is_current: bool = False, keep_ent=None) -> tuple[float, np.ndarray]:
+        """``minibatch_gradient``'s loss and its derivative in the rows' token log-probs, (len(rows), L), before the
+        backward pass (the same micro-batches, counts and weights): the gradient is logp_backward of it when the
+        entropy bonus is off. Lets `toyrlhf check` project many sampled batches without a backward pass each."""
+        if self.entropy_coef > 0:
+            raise ValueError("minibatch_dlogp: the entropy bonus has no log-prob derivative (entropy_coef > 0)")
+        parts, counts, scale = self._micro_parts(ro, tg, rows)
+        where = {r: i for i, r in enumerate(np.asarray(rows).tolist())}
+        out = np.zeros((len(rows), ro.tokens.shape[1]))
+        loss_total = 0.0
+        for part in parts:
+            loss, dlogp, _, _, _ = self._micro_loss(ro, tg, part, beta, old_is_current, keep_ent, counts)
+            out[[where[r] for r in part.tolist()]] += scale * dlogp
+            loss_total += scale * loss
+        return loss_total, out
+
+    def _micro_parts(self, ro: Rollout, tg: "Targets", rows: np.ndarray) -> tuple[list, dict, float]:
+        """The micro-batches of a minibatch (whole prompt groups), the counts each is normalised by, its weight."""
+        cfg = self.cfg
+        G = ro.group_size
+        parts = [rows]
+        if cfg.micro_batches > 1:
+            groups = np.split(rows, len(rows) // G)
+            chunks = np.array_split(np.arange(len(groups)), min(cfg.micro_batches, len(groups)))
+            parts = [np.concatenate([groups[i] for i in c]) for c in chunks if len(c)]
+        counts, scale = {}, 1.0
+        if len(parts) > 1 and cfg.token_norm == "global":
+            lm = tg.loss_mask[rows]
+            counts = dict(n_tokens=int(lm.sum()), n_seqs=int(lm.any(axis=1).sum()))
+        elif len(parts) > 1:
+            scale = 1.0 / len(parts)
+        return parts, counts, scale
+
     def _micro_gradient(self, ro, tg, rows, beta, old_is_current, keep_ent, counts):
+        loss, dlogp, dent, cache, st = self._micro_loss(ro, tg, rows, beta, old_is_current, keep_ent, counts)
+        return loss, self.models.policy.logp_backward(dlogp, cache, dent), st
+
+    def _micro_loss(self, ro, tg, rows, beta, old_is_current, keep_ent, counts):
         cfg, policy = self.cfg, self.models.policy
         agg = dict(aggregation=cfg.aggregation, max_tokens=self.task.max_new_tokens, **counts)
         tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
@@ -310,8 +336,7 @@ class Trainer:
             ent_val, w = losses.aggregate(ent, lmask, cfg.aggregation, max_tokens=self.task.max_new_tokens, **counts)
             loss -= self.entropy_coef * ent_val
             dent = -self.entropy_coef * w
-        grad = policy.logp_backward(dlogp, cache, dent)
-        return loss, grad, {**st, **extra}
+        return loss, dlogp, dent, cache, {**st, **extra}
 
     def critic_update(self, ro: Rollout, tg: "Targets", schedule: list[np.ndarray]) -> dict:
         """The clipped value loss on the policy's minibatches, with the critic's own Adam."""

@@ -9,7 +9,7 @@ import numpy as np
 from toyrlhf.errors import UserError
 from toyrlhf.tasks import TASKS
 
-from .common import echo_summary, progress_bar
+from .common import counted, echo_summary, progress_bar
 
 DEFAULT_CHECK_TASK = "arith"   # 0/1 correctness reward: group advantages are exact by binomial counting
 
@@ -76,7 +76,7 @@ def check_cmd(task, samples, seed, figure, all_algos):
     pipe = stages.Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed))
     with progress_bar(pipe.pretrain.steps + pipe.sft.steps, f"pretrain + sft {task} (cached after)",
                       ("loss",)) as bar:
-        stages.cached_sft(pipe, bar)
+        stages.cached_sft(pipe, counted(bar))
     with progress_bar(check.check_steps(all_algos), f"check {task}") as bar:
         report = check.run_check(task, samples, seed, progress=bar, all_algos=all_algos)
     info = report.info

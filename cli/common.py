@@ -238,6 +238,17 @@ def progress_bar(total: int, label: str, keys: tuple[str, ...] = ()):
         bar.close()
 
 
+def counted(bar):
+    """A progress callback that advances `bar` by one step per call: for work made of several stages that each count
+    from 0 (pretraining then SFT)."""
+    done = [0]
+
+    def callback(step, metrics):
+        done[0] += 1
+        bar(done[0], metrics)
+    return callback
+
+
 def timed(fn):
     """Run fn() and return (result, seconds)."""
     import time

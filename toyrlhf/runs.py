@@ -298,7 +298,7 @@ class StageRun:
     def watch(self, bar: Callable, what: str, log: bool = True) -> Callable:
         """A progress callback: shows the step, logs it (if `log`), and stops the stage on a deferred signal."""
         def callback(step, figures):
-            bar(step, figures)
+            bar(step + 1, figures)   # steps done: the stages count from 0
             if log:
                 self.records.append({"step": step + 1, **figures})
             self.check_signal(f"{what} (after step {step + 1})")

@@ -14,7 +14,7 @@ from toyrlhf.library_names import NAMES
 from toyrlhf.rl.algorithms import ALGORITHMS, KNOB_COLUMNS, LIBRARY_PRESETS, METHODS, PARADIGM, PRESETS
 from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS, ROLLOUT_CORRECTIONS
 from toyrlhf.rl.surrogates import SURROGATES
-from toyrlhf.runs import prepare_run_dir
+from toyrlhf.runs import prepare_run_dir, removed_on_failure
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
 from .common import echo_summary, progress_bar, set_option
@@ -140,9 +140,11 @@ def _prepare(stack, algo, task, steps, seed, out, config_file, overrides, exact,
             cfg = with_overrides(cfg, {"exact_every": 10})
         budget.check_rl(cfg)   # work that cannot finish in 24 h or fit in memory: refused before anything is written
         stages.cache_dir()   # a stage cache we cannot write: one line, before the run folder is made
+        created = out is None or not Path(out).exists()
         if out is not None:   # lock first, so that two runs with the same --out cannot both find it empty
             stack.enter_context(folder_lock(out))
         run_dir = prepare_run_dir(out, f"{cfg.algo}-{cfg.task}-s{cfg.seed}", overwrite=overwrite)
+        stack.enter_context(removed_on_failure(run_dir, created))
         if out is None:
             stack.enter_context(folder_lock(run_dir))
     return cfg, run_dir, exact or (resume is not None and cfg.exact_every > 0)

@@ -81,6 +81,46 @@ def edit_checkpoint(folder: Path, **changes) -> None:
     np.savez(folder / "checkpoint.npz", **arrays)
 
 
+# ------------------------------------------------------------------------------------------------ item 2
+TINY_UPSTREAM = ["--set", "pretrain.steps=30", "--set", "pretrain.corpus_size=500", "--set", "sft.steps=10",
+                 "--set", "sft.demos=16", "--set", "prompts_per_step=4", "--set", "group_size=4"]
+
+
+@pytest.mark.parametrize("setting,premade", [("pretrain.lr=1e308", False), ("sft.lr=1e308", True)])
+def test_an_upstream_stage_that_diverges_leaves_no_run_folder_and_nothing_cached(setting, premade, tmp_path,
+                                                                                 capsys, monkeypatch):
+    """config.json is written before the upstream stages are built; when one diverges the run never started, so
+    config.json goes again, and the folder too unless the user made it (then it is left empty, as it was)."""
+    monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    if premade:
+        out.mkdir()
+    line = one_line(["run", "grpo", "--steps", "1", *TINY_UPSTREAM, "--set", setting, "--out", out], capsys, code=3)
+    assert "non-finite" in line
+    assert (list(out.iterdir()) == []) if premade else not out.exists()
+    stage = setting.split(".")[0]
+    assert not list((tmp_path / "cache").glob(f"{stage}-*.npz"))
+
+
+def test_a_signal_while_the_upstream_models_are_built_keeps_config_json_for_resume(tmp_path, monkeypatch):
+    """The one failure before step 0 that keeps config.json: an interruption, so that --resume can continue."""
+    import toyrlhf.rl.run
+    from toyrlhf.rl.run import resume_config, train
+    from toyrlhf.runs import Interrupted
+    monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
+    cfg = preset_config("grpo", steps=2, prompts_per_step=4, group_size=4)
+    cfg.pretrain.steps, cfg.pretrain.corpus_size, cfg.sft.steps = 30, 500, 10
+    cfg.rm.steps, cfg.rm.pairs, cfg.rm.norm_samples, cfg.rm.exact, cfg.rm.eval_every = 20, 200, 64, False, 0
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(Interrupted, match="while building the upstream models"):
+        train(cfg, out, build_progress=lambda step, m: os.kill(os.getpid(), signal.SIGINT))
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    summary = train(resume_config(out), out, resume=True)
+    assert summary["steps"] == 2
+
+
 # ------------------------------------------------------------------------------------------------ item 3
 def test_deeply_nested_and_huge_integer_config_files_are_one_line(tmp_path, capsys):
     files = {"deep.json": '{"a":' * 100_000 + "1" + "}" * 100_000,

@@ -33,6 +33,33 @@ METADATA_BYTES = 1 << 20
 """Size limit of each metadata member (JSON strings, 0-d numbers): far above any real one."""
 
 
+RL_WEIGHTS = ("policy", "reference", "opt_m", "opt_v")
+"""An RL checkpoint's (Trainer.state_arrays) float64 vectors of one number per policy parameter."""
+RL_CRITIC_WEIGHTS = ("critic", "critic_opt_m", "critic_opt_v")
+"""The same, one number per critic parameter (the critic has the reward model's shape when it starts from it)."""
+RL_METADATA = ("step", "model_config", "config", "rng", "kind", "task", "kl_ctl", "opt_t")
+"""An RL checkpoint's counters and JSON / name members; with a critic also critic_opt_t, with an adaptive entropy
+coefficient (entropy_target) also entropy_coef."""
+
+
+def rl_checkpoint_layout(n_policy: int, n_critic: int | None = None, *, entropy_coef: bool = False) -> dict:
+    """`load_npz` keyword arguments for an RL run's checkpoint of a policy with n_policy weights (and a critic with
+    n_critic, None: no critic members are read): the members it must hold (nothing else in the file is read) and a
+    byte limit for each, 8 bytes per parameter for the weight vectors and METADATA_BYTES for the rest, so that a
+    crafted member is refused before it is read."""
+    limits = {k: 8 * n_policy for k in RL_WEIGHTS}
+    metadata = RL_METADATA + (("entropy_coef",) if entropy_coef else ())
+    if n_critic is not None:
+        limits.update({k: 8 * n_critic for k in RL_CRITIC_WEIGHTS})
+        metadata += ("critic_opt_t",)
+    return {"required": tuple(limits) + metadata, "optional": (), "limits": limits, "max_bytes": METADATA_BYTES}
+
+
+def model_params(mcfg: ModelConfig) -> int:
+    """The number of weights of a model of this shape (the length of its flat vector)."""
+    return sum(int(np.prod(s)) for s in param_shapes(mcfg).values())
+
+
 def save_model(path, model: TinyLM, *, kind: str, task: str, config: dict, extra: dict | None = None) -> None:
     """A model checkpoint: flat weights + the model shape + the producing stage's full config (+ extras)."""
     arrays = {"flat": model.flat, "model_config": json_array(model.config.to_dict()),
@@ -51,7 +78,7 @@ def load_model(path, kind: str | None = None) -> tuple[TinyLM, dict]:
         raise UserError(f"{path}: holds a {z['kind']} model, expected a {kind} model")
     try:
         mcfg = ModelConfig(**from_json_array(z["model_config"]))
-        n = sum(int(np.prod(s)) for s in param_shapes(mcfg).values())
+        n = model_params(mcfg)
     except (ValueError, TypeError) as e:
         raise UserError(f"{path}: corrupt checkpoint ({str(e).splitlines()[0]})") from None
     z.update(load_npz(path, required=("flat",), optional=(), max_bytes=8 * n))

@@ -86,13 +86,15 @@ policy with its Adam moments, is a few MB)."""
 _NPY_HEADER_BYTES = 1 << 16   # the .npy header in front of the data: at most 64 KiB (format 2.0)
 
 
-def load_npz(path, required: tuple[str, ...] = (), optional: tuple[str, ...] | None = None, *,
-             limits: dict[str, int] | None = None, max_bytes: int = MAX_MEMBER_BYTES) -> dict[str, np.ndarray]:
-    """Load a checkpoint written by `save_npz`; any defect becomes a one-line UserError.
+_READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError, NotImplementedError,
+                MemoryError)
+"""What numpy and zipfile raise for a damaged archive. RuntimeError / NotImplementedError: zipfile's reaction to some
+corrupt or exotic archives; MemoryError: a corrupt array header that claims an enormous shape."""
 
-    Reads only the members `required` + `optional` (every member when optional is None). Before a member is read,
-    its size as declared in the zip directory is checked against limits[name] (default max_bytes) bytes of data,
-    so a crafted archive with a huge (or huge when decompressed) member is refused without reading it."""
+
+@contextlib.contextmanager
+def _archive(path):
+    """(path, the open NpzFile, name -> declared data bytes of each member); any defect a one-line UserError."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.npz"
@@ -102,20 +104,34 @@ def load_npz(path, required: tuple[str, ...] = (), optional: tuple[str, ...] | N
         if not isinstance(z, np.lib.npyio.NpzFile):   # a bare .npy array: not an archive of named arrays
             raise ValueError("an .npy array, not an .npz archive")
         with z:
-            names = z.files if optional is None else [k for k in (*required, *optional) if k in z.files]
             sizes = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i.file_size
                      for i in z.zip.infolist()}
-            for k in names:
-                limit = (limits or {}).get(k, max_bytes)
-                if sizes.get(k, 0) > limit + _NPY_HEADER_BYTES:
-                    raise UserError(f"{path}: member {k!r} declares {sizes[k]} bytes, more than the "
-                                    f"{limit} this checkpoint's {k} can hold; refused unread")
-            out = {k: z[k] for k in names}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError, NotImplementedError,
-            MemoryError) as e:
-        # RuntimeError / NotImplementedError: zipfile's reaction to some corrupt or exotic archives;
-        # MemoryError: a corrupt array header that claims an enormous shape
+            yield path, z, sizes
+    except _READ_ERRORS as e:
         raise UserError(f"{path}: not a readable toyrlhf checkpoint ({e.__class__.__name__})") from None
+
+
+def npz_members(path) -> dict[str, int]:
+    """Name -> size in bytes that each member of a checkpoint declares, from the zip directory alone (nothing read)."""
+    with _archive(path) as (_, _, sizes):
+        return sizes
+
+
+def load_npz(path, required: tuple[str, ...] = (), optional: tuple[str, ...] | None = None, *,
+             limits: dict[str, int] | None = None, max_bytes: int = MAX_MEMBER_BYTES) -> dict[str, np.ndarray]:
+    """Load a checkpoint written by `save_npz`; any defect becomes a one-line UserError.
+
+    Reads only the members `required` + `optional` (every member when optional is None). Before a member is read,
+    its size as declared in the zip directory is checked against limits[name] (default max_bytes) bytes of data,
+    so a crafted archive with a huge (or huge when decompressed) member is refused without reading it."""
+    with _archive(path) as (path, z, sizes):
+        names = z.files if optional is None else [k for k in (*required, *optional) if k in z.files]
+        for k in names:
+            limit = (limits or {}).get(k, max_bytes)
+            if sizes.get(k, 0) > limit + _NPY_HEADER_BYTES:
+                raise UserError(f"{path}: member {k!r} declares {sizes[k]} bytes, more than the "
+                                f"{limit} this checkpoint's {k} can hold; refused unread")
+        out = {k: z[k] for k in names}
     missing = [k for k in required if k not in out]
     if missing:
         raise UserError(f"{path}: not a toyrlhf checkpoint of this kind (missing {', '.join(missing)})")
@@ -337,9 +353,25 @@ class StageRun:
         for path in self.written:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            if created and not any(self.dir.iterdir()):
-                self.dir.rmdir()
+        if created:
+            _remove_if_empty(self.dir)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):   # rmdir refuses a folder that is not empty
+        folder.rmdir()
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder, created: bool):
+    """On any failure inside the block (an interruption too), remove `folder` if this process created it and it was
+    left empty: an RL run that never started leaves no folder behind (rl.run.train removes its config.json)."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            _remove_if_empty(Path(folder))
+        raise
 
 
 @contextlib.contextmanager

@@ -556,3 +556,111 @@ def test_compare_checks_the_model_shape_up_front(env, capsys, setting):
     out = fresh(env)
     assert_bad_input(["compare", "grpo", "--seeds", 1, "--steps", 1, *UPSTREAM, "--set", setting, "--out", out],
                      capsys, protected=(env["run"],), new_out=out)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoint members
+@pytest.fixture(scope="module")
+def ppo_run(env):
+    """A finished PPO run with an adaptive entropy coefficient: a checkpoint with critic members and entropy_coef."""
+    import toyrlhf.rl.run
+    run = env["root"] / "ppo-run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOYRLHF_CACHE_DIR", str(env["cache"]))
+        mp.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
+        from toyrlhf.cli.main import main
+        main(["run", "ppo", "--steps", "3", "--set", "checkpoint_every=2", "--set", "entropy_target=0.5", *UPSTREAM,
+              "--out", str(run)])
+    return run
+
+
+def _over_limit(member: str, value: np.ndarray) -> np.ndarray:
+    """A member just larger than load_npz may read for it: the weight vectors 8 bytes per parameter, the rest
+    checkpoints.METADATA_BYTES (the same check refuses a 3 GB one, tests/test_checkpoints.py)."""
+    from toyrlhf.checkpoints import METADATA_BYTES
+    n = value.size + (1 << 13) + 1 if value.ndim == 1 else METADATA_BYTES // 8 + (1 << 13) + 1
+    return np.zeros(n)
+
+
+@st.composite
+def bad_member(draw, z: dict):
+    """(member, replacement or None to delete it): a wrong dtype, shape or value that no run could have written."""
+    member = draw(st.sampled_from(sorted(z)))
+    value = z[member]
+    kind = draw(st.sampled_from(["delete", "over-limit", "dtype", "shape", "value"]))
+    if kind == "delete":
+        return member, None
+    if kind == "over-limit":
+        return member, _over_limit(member, value)
+    if value.dtype.kind == "U":                           # JSON or a name
+        if kind == "dtype":
+            return member, np.array(draw(st.sampled_from([5, 1.5, True])))
+        if kind == "shape":
+            return member, np.array([str(value)] * 2)
+        if member in ("kind", "task"):
+            return member, np.array(draw(TEXT.filter(lambda s: s != str(value))))
+        if member == "kl_ctl":
+            beta = draw(st.sampled_from(["NaN", "Infinity", "-1.0", "true", '"x"', "null", "[]"]))
+            return member, np.array(draw(st.sampled_from([f'{{"beta": {beta}}}', "{}", "[1]", "{not json"])))
+        deep = "[" * 100_000 + "]" * 100_000
+        return member, np.array(draw(st.sampled_from(["{not json", "null", "[]", "{}", "3", deep, '"x"'])))
+    if value.ndim == 0:                                   # step, opt_t, critic_opt_t, entropy_coef
+        if kind == "dtype":
+            return member, np.array(draw(st.sampled_from(["x", True, 1 + 2j] + ([2.5, 1e30] if value.dtype.kind
+                                                                                 == "i" else [1]))))
+        if kind == "shape":
+            return member, np.full(draw(st.integers(0, 3)), value)
+        if member == "entropy_coef":
+            return member, np.array(draw(st.sampled_from([np.nan, np.inf, -1e-3, 1e6])))
+        return member, np.array(draw(st.integers(-2**62, -1)) if member != "step" else 5)   # step 5 > steps 4
+    if kind == "dtype":                                    # the weight and Adam vectors
+        dtype = draw(st.sampled_from([np.float32, np.float16, np.int64, np.bool_, np.complex128, "<U2"]))
+        return member, value.astype(dtype)
+    if kind == "shape":
+        shape = draw(st.sampled_from([(value.size - 1,), (value.size + 1,), (1, value.size), (), (0,)]))
+        return member, np.resize(value, shape)
+    bad = value.copy()
+    i = draw(st.integers(0, value.size - 1))
+    choices = [np.nan, np.inf, -np.inf] + ([-draw(st.floats(1e-300, 1e300))] if member.endswith("opt_v") else [])
+    bad[i] = draw(st.sampled_from(choices))
+    return member, bad
+
+
+@given(data=st.data())
+@settings(FUZZ, max_examples=80)
+def test_resume_refuses_every_damaged_checkpoint_member_on_one_line_changing_nothing(env, ppo_run, capsys, data):
+    """Issue 13 items 3 and 7 broadly: any member of an RL checkpoint (GRPO; PPO with critic and entropy_coef)
+    deleted, over its size limit, of a wrong dtype or shape, or holding a value no run writes (NaN / inf weights, a
+    negative Adam second moment, a negative or non-integer count, a corrupt RNG, KL-controller or entropy state, a
+    foreign kind, task, config or model shape): resume is exit 2 with one line, and neither the run folder nor the
+    stage cache changes."""
+    base = data.draw(st.sampled_from([env["run"], ppo_run]), label="run")
+    with np.load(base / "checkpoint.npz", allow_pickle=False) as f:
+        z = {k: f[k] for k in f.files}
+    member, bad = data.draw(bad_member(z), label="member")
+    run = fresh(env, "damaged-member")
+    shutil.copytree(base, run)
+    arrays = {k: v for k, v in z.items() if k != member}
+    if bad is not None:
+        arrays[member] = bad
+    (run / "checkpoint.npz").write_bytes(_npz_bytes(**arrays))
+    assert_bad_input(["run", "--resume", run, "--steps", "4"], capsys, protected=(run, env["cache"]))
+
+
+def test_resume_ignores_members_it_does_not_expect(env, capsys, monkeypatch):
+    """Only the members Trainer.state_arrays writes are read: an extra one does not stop the run. It declares
+    1.5 GiB (zeros, deflated to a few MB), over load_npz's default limit, so code reading every member would refuse
+    the file."""
+    import toyrlhf.rl.run
+    monkeypatch.setattr(toyrlhf.rl.run, "plot_run_curves", lambda run_dir, out: out)
+    monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(env["cache"]))
+    run = fresh(env, "extra-member")
+    shutil.copytree(env["run"], run)
+    with zipfile.ZipFile(run / "checkpoint.npz", "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open("junk.npy", "w", force_zip64=True) as w:
+            np.lib.format.write_array_header_2_0(w, {"descr": "<f8", "fortran_order": False,
+                                                     "shape": (3 << 26,)})
+            for _ in range(3 << 3):
+                w.write(bytes(1 << 26))
+    code, out, err = invoke(["run", "--resume", run, "--steps", "4"], capsys)
+    assert code == 0, err
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]

@@ -14,8 +14,9 @@ from ..threads import single_threaded_blas
 from ..config import RLConfig
 from ..errors import UserError
 from ..plotting import plot_run_curves
+from ..checkpoints import METADATA_BYTES, RL_CRITIC_WEIGHTS, model_params, rl_checkpoint_layout
 from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, from_json_array,  # noqa: F401
-                    load_npz, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
+                    load_npz, npz_members, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
 from ..run_logs import CompletionsLog, TensorBoardLog, completion_records
 from ..settings import to_dict
 from .exact_metrics import training_metrics
@@ -45,6 +46,8 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
     """Run (or resume) an RL run in `run_dir`. Returns the summary; raises Interrupted / NumericalError.
 
     Recovery contract:
+      * config.json is written first; if the run then fails before its step-0 checkpoint for any reason but an
+        interruption (an upstream stage diverges, a setting the trainer refuses), config.json is removed again;
       * metrics.jsonl gets one line per finished step, flushed as it is written;
       * checkpoint.npz (written atomically) holds every piece of state a step depends on: policy, reference,
         critic, both Adam states, the KL controller and the RNG. A fresh run writes it at step 0, then every
@@ -55,68 +58,14 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
     """
     run_dir = Path(run_dir)
     t_start = time.perf_counter()
-    ckpt = run_dir / "checkpoint.npz"
-    if resume and ckpt.exists():
-        precheck_checkpoint(ckpt, cfg)   # a foreign or mismatched checkpoint: say so before building anything
+    if resume and (run_dir / "checkpoint.npz").exists():
+        # a foreign or mismatched checkpoint: say so before building anything
+        precheck_checkpoint(run_dir / "checkpoint.npz", cfg)
     with deferred_signals() as flag:
-        if not resume:   # first, so that a run stopped while its upstream models are built can be resumed
-            write_json(run_dir / "config.json", to_dict(cfg))
-
-        def upstream_progress(step, metrics):
-            if build_progress:
-                build_progress(step, metrics)
-            if flag["signal"] is not None:
-                raise Interrupted(f"{signal_name(flag['signal'])} while building the upstream models (those finished "
-                                  f"are in the stage cache); continue with: toyrlhf run --resume {run_dir}")
-
-        models = build_models(cfg, upstream_progress)
-        trainer = make_trainer(cfg, models)   # cfg.method: the RL Trainer or a method's (rl/methods.py)
-        trainer.should_stop = lambda: flag["signal"] is not None
-        if exact:
-            trainer.exact_fn = training_metrics(cfg)
-        if resume:
-            if ckpt.exists():
-                trainer.load_state(ckpt)
-            check_metrics_lines(run_dir / "metrics.jsonl",
-                                MetricsLog.records_upto(run_dir / "metrics.jsonl", trainer.step_count))
-            if trainer.step_count > cfg.steps:
-                raise UserError(f"{run_dir}: the checkpoint is at step {trainer.step_count}, past the run's "
-                                f"{cfg.steps} steps")
-            remove_stale_temp_files(run_dir)
-            if to_dict(cfg) != read_json(run_dir / "config.json"):   # `--resume DIR --steps N` extends the run
-                write_json(run_dir / "config.json", to_dict(cfg))
-            log = MetricsLog(run_dir / "metrics.jsonl", truncate_to_step=trainer.step_count)
-        else:
-            trainer.save(ckpt)
-            log = MetricsLog(run_dir / "metrics.jsonl")
-        extra = _extra_logs(cfg, run_dir, trainer.step_count if resume else 0)
-        last_good = trainer.step_count
+        trainer, log = (_resumed if resume else _started)(cfg, run_dir, flag, build_progress, exact)
+        extra = _extra_logs(cfg, run_dir, trainer.step_count)
         try:
-            while trainer.step_count < cfg.steps:
-                if flag["signal"] is not None:   # arrived while loading: nothing new to save
-                    raise Interrupted(_stopped(flag, trainer, cfg, run_dir))
-                try:
-                    # overflow / invalid operations are not warned about: _check_finite reports them as a
-                    # NumericalError naming the step and the quantity
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        metrics = trainer.step()
-                except NumericalError as e:
-                    raise NumericalError(f"{e}; run stopped, the last good checkpoint (step {last_good}) is kept in "
-                                         f"{ckpt} (try a lower lr)") from None
-                except Interrupted as e:   # a signal inside a long step: the step's state is half-made, not saved
-                    raise Interrupted(f"{signal_name(flag['signal'])}: {e}; the checkpoint of step {last_good} is "
-                                      f"kept (later steps are recomputed on resume); continue with: toyrlhf run "
-                                      f"--resume {run_dir}") from None
-                log.write(metrics)
-                extra.write(trainer, metrics)
-                if progress:
-                    progress(trainer.step_count, metrics)
-                stop = flag["signal"] is not None
-                if stop or trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.steps:
-                    trainer.save(ckpt)
-                    last_good = trainer.step_count
-                if stop and trainer.step_count < cfg.steps:
-                    raise Interrupted(_stopped(flag, trainer, cfg, run_dir))
+            _steps(trainer, cfg, run_dir, flag, log, extra, progress)
         finally:
             log.close()
             extra.close()
@@ -125,6 +74,92 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
         write_json(run_dir / "summary.json", summary)
         plot_run_curves(run_dir, run_dir / "curves.png")
     return summary
+
+
+def _trainer(cfg: RLConfig, run_dir: Path, flag: dict, build_progress: Callable | None, exact: bool) -> Trainer:
+    """The run's models (upstream stages from the stage cache, built on a miss) and its trainer, which stops a long
+    step on the deferred signal."""
+    def upstream_progress(step, metrics):
+        if build_progress:
+            build_progress(step, metrics)
+        if flag["signal"] is not None:
+            raise Interrupted(f"{signal_name(flag['signal'])} while building the upstream models (those finished "
+                              f"are in the stage cache); continue with: toyrlhf run --resume {run_dir}")
+
+    models = build_models(cfg, upstream_progress)
+    trainer = make_trainer(cfg, models)   # cfg.method: the RL Trainer or a method's (rl/methods.py)
+    trainer.should_stop = lambda: flag["signal"] is not None
+    if exact:
+        trainer.exact_fn = training_metrics(cfg)
+    return trainer
+
+
+def _started(cfg: RLConfig, run_dir: Path, flag: dict, build_progress, exact: bool) -> tuple[Trainer, MetricsLog]:
+    """A new run: config.json first, so that a run stopped while its upstream models are built can be resumed; then
+    the trainer and the step-0 checkpoint. Any other failure on the way removes config.json again, so the folder
+    holds no run that never started and the same command can simply be run again."""
+    config = run_dir / "config.json"
+    write_json(config, to_dict(cfg))
+    try:
+        trainer = _trainer(cfg, run_dir, flag, build_progress, exact)
+        trainer.save(run_dir / "checkpoint.npz")
+    except Interrupted:
+        raise
+    except Exception:   # a second Ctrl-C (KeyboardInterrupt) is an interruption too: config.json stays
+        config.unlink(missing_ok=True)
+        raise
+    return trainer, MetricsLog(run_dir / "metrics.jsonl")
+
+
+def _resumed(cfg: RLConfig, run_dir: Path, flag: dict, build_progress, exact: bool) -> tuple[Trainer, MetricsLog]:
+    """A resumed run at its checkpoint's step (step 0 without one), every check made before anything in the folder
+    changes; then stale temporary files go, config.json takes the new steps, metrics.jsonl is cut back."""
+    trainer = _trainer(cfg, run_dir, flag, build_progress, exact)
+    ckpt, metrics = run_dir / "checkpoint.npz", run_dir / "metrics.jsonl"
+    if ckpt.exists():
+        trainer.load_state(ckpt)
+    check_metrics_lines(metrics, MetricsLog.records_upto(metrics, trainer.step_count))
+    if trainer.step_count > cfg.steps:
+        raise UserError(f"{run_dir}: the checkpoint is at step {trainer.step_count}, past the run's "
+                        f"{cfg.steps} steps")
+    remove_stale_temp_files(run_dir)
+    if to_dict(cfg) != read_json(run_dir / "config.json"):   # `--resume DIR --steps N` extends the run
+        write_json(run_dir / "config.json", to_dict(cfg))
+    return trainer, MetricsLog(metrics, truncate_to_step=trainer.step_count)
+
+
+def _steps(trainer: Trainer, cfg: RLConfig, run_dir: Path, flag: dict, log: MetricsLog, extra: "_ExtraLogs",
+           progress: Callable | None) -> None:
+    """The steps up to cfg.steps, each logged as it ends and checkpointed every checkpoint_every steps, at the last
+    step and when a deferred signal stops the run (Interrupted). A diverged step raises NumericalError and keeps
+    the last good checkpoint; a signal inside a long step leaves its half-made state unsaved."""
+    ckpt = run_dir / "checkpoint.npz"
+    last_good = trainer.step_count
+    while trainer.step_count < cfg.steps:
+        if flag["signal"] is not None:   # arrived while loading: nothing new to save
+            raise Interrupted(_stopped(flag, trainer, cfg, run_dir))
+        try:
+            # overflow / invalid operations are not warned about: _check_finite reports them as a NumericalError
+            # naming the step and the quantity
+            with np.errstate(over="ignore", invalid="ignore"):
+                metrics = trainer.step()
+        except NumericalError as e:
+            raise NumericalError(f"{e}; run stopped, the last good checkpoint (step {last_good}) is kept in "
+                                 f"{ckpt} (try a lower lr)") from None
+        except Interrupted as e:
+            raise Interrupted(f"{signal_name(flag['signal'])}: {e}; the checkpoint of step {last_good} is kept "
+                              f"(later steps are recomputed on resume); continue with: toyrlhf run --resume "
+                              f"{run_dir}") from None
+        log.write(metrics)
+        extra.write(trainer, metrics)
+        if progress:
+            progress(trainer.step_count, metrics)
+        stop = flag["signal"] is not None
+        if stop or trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.steps:
+            trainer.save(ckpt)
+            last_good = trainer.step_count
+        if stop and trainer.step_count < cfg.steps:
+            raise Interrupted(_stopped(flag, trainer, cfg, run_dir))
 
 
 class _ExtraLogs:
@@ -151,35 +186,39 @@ _extra_logs = _ExtraLogs
 
 
 def precheck_checkpoint(path: Path, cfg: RLConfig) -> None:
-    """Cheap checks of an RL checkpoint against the run's configuration (kind, model shape, critic), so that a
-    wrong file is a one-line UserError before the upstream models are built. `Trainer.load_state` checks the rest."""
-    z = load_npz(path, required=("step", "policy", "reference", "model_config", "rng", "opt_m", "opt_v", "opt_t",
-                                 "kl_ctl", "config"))
-    if "kind" in z and str(z["kind"]) != "rl":
+    """Cheap checks of an RL checkpoint against the run's configuration (kind, model shape, run, critic, the members
+    and their sizes: checkpoints.rl_checkpoint_layout), so that a wrong file is a one-line UserError before the
+    upstream models are built. Only the expected members are read. `Trainer.load_state` checks the values."""
+    members = npz_members(path)
+    z = load_npz(path, required=("kind", "model_config", "step", "config"), optional=("task",),
+                 max_bytes=METADATA_BYTES)
+    if str(z["kind"]) != "rl":
         raise UserError(f"{path}: holds a {z['kind']} model, not an RL run's checkpoint")
     try:
         shape = from_json_array(z["model_config"])
     except ValueError:
         raise UserError(f"{path}: corrupt checkpoint (model_config is not JSON)") from None
     try:
-        expected = cfg.pretrain.model_config().to_dict()
+        mcfg = cfg.pretrain.model_config()
     except ValueError as e:
         raise UserError(f"{path}: {str(e).splitlines()[0]}") from None
-    if shape != expected:
-        raise UserError(f"{path}: checkpoint of a different model ({shape}) than config.json describes ({expected})")
-    try:
-        step = int(z["step"])
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: corrupt checkpoint (step is not a number)") from None
-    if step > cfg.steps:
-        raise UserError(f"{path}: the checkpoint is at step {step}, past the run's {cfg.steps} steps")
+    if shape != mcfg.to_dict():
+        raise UserError(f"{path}: checkpoint of a different model ({shape}) than config.json describes "
+                        f"({mcfg.to_dict()})")
+    if z["step"].shape != () or z["step"].dtype.kind not in "iu":
+        raise UserError(f"{path}: corrupt checkpoint (step is not an integer)")
+    if int(z["step"]) > cfg.steps:
+        raise UserError(f"{path}: the checkpoint is at step {int(z['step'])}, past the run's {cfg.steps} steps")
     try:
         check_same_run(z, cfg)
     except ValueError as e:
         raise UserError(f"{path}: checkpoint {str(e).splitlines()[0]}") from None
-    if ("critic" in z) != cfg.uses_critic:
-        raise UserError(f"{path}: checkpoint {'holds' if 'critic' in z else 'lacks'} a value model (critic), but the "
-                        f"run's algorithm {'uses none' if 'critic' in z else 'needs one'}")
+    critic = all(k in members for k in (*RL_CRITIC_WEIGHTS, "critic_opt_t"))
+    if critic != cfg.uses_critic:
+        raise UserError(f"{path}: checkpoint {'holds' if critic else 'lacks'} a value model (critic), but the run's "
+                        f"algorithm {'uses none' if critic else 'needs one'}")
+    # the critic's size is known once the reward model it starts from is built: load_state checks its members
+    load_npz(path, **rl_checkpoint_layout(model_params(mcfg), entropy_coef=cfg.entropy_target is not None))
 
 
 def _is_number(v) -> bool:

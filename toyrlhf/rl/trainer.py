@@ -446,47 +446,64 @@ class Trainer:
         save_npz(path, self.state_arrays())
 
     def load_state(self, path) -> None:
-        """Restore everything `state_arrays` saved. The whole checkpoint is checked before anything is changed:
-        a checkpoint of another kind, shape or algorithm, or with non-finite numbers, is a UserError."""
-        z = load_npz(path, required=("step", "policy", "reference", "rng", "opt_m", "opt_v", "opt_t", "kl_ctl"))
-        m = self.models
-        if "kind" in z and str(z["kind"]) != "rl":
+        """Restore everything `state_arrays` saved. Only the members it writes are read, each within the size its
+        shape allows (checkpoints.rl_checkpoint_layout), and the whole checkpoint is checked before anything is
+        changed. A UserError for a checkpoint of another kind, shape, run or algorithm; weights or Adam moments that
+        are not finite float64 vectors of the model's size, or a negative second moment; a step or Adam count that
+        is not a non-negative integer; a corrupt RNG, KL-controller or entropy-coefficient state."""
+        m, cfg = self.models, self.cfg
+        n_critic = None if m.critic is None else m.critic.flat.size
+        z = load_npz(path, **stages.rl_checkpoint_layout(m.policy.flat.size, n_critic,
+                                                         entropy_coef=cfg.entropy_target is not None))
+        if str(z["kind"]) != "rl":
             raise UserError(f"{path}: holds a {z['kind']} model, not an RL run's checkpoint")
+
+        def count(name: str) -> int:   # a float or a boolean is no count: int() would silently truncate it
+            a = z[name]
+            if a.shape != () or a.dtype.kind not in "iu" or int(a) < 0:
+                raise ValueError(f"{name} is not a non-negative integer")
+            return int(a)
+
+        def vector(name: str, model: TinyLM) -> np.ndarray:   # float32 would load, but the resume would be inexact
+            a = z[name]
+            if a.dtype != np.float64:
+                raise ValueError(f"{name} holds {a.dtype} numbers, not float64")
+            if a.shape != model.flat.shape:
+                raise ValueError(f"{name} has shape {a.shape}, this run's model {model.flat.size} parameters")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} holds non-finite numbers")
+            return a
+
         try:
-            step = int(z["step"])
+            if from_json_array(z["model_config"]) != m.policy.config.to_dict():
+                raise ValueError("a model of another shape")
+            step = count("step")
             rng_state = from_json_array(z["rng"])
             kl_state = from_json_array(z["kl_ctl"])
-            opt = {"m": z["opt_m"], "v": z["opt_v"], "t": z["opt_t"]}
-            flats = {"policy": (m.policy, z["policy"]), "reference": (m.reference, z["reference"])}
+            opt = {"m": vector("opt_m", m.policy), "v": vector("opt_v", m.policy), "t": count("opt_t")}
+            flats = {"policy": (m.policy, vector("policy", m.policy)),
+                     "reference": (m.reference, vector("reference", m.reference))}
             critic_opt = None
             if m.critic is not None:
-                if "critic" not in z:
-                    raise KeyError("no critic (value model) in the checkpoint, but this run's algorithm uses one")
-                flats["critic"] = (m.critic, z["critic"])
-                critic_opt = {"m": z["critic_opt_m"], "v": z["critic_opt_v"], "t": z["critic_opt_t"]}
-            elif "critic" in z:
-                raise KeyError("the checkpoint holds a critic, but this run's algorithm uses none")
-            for name, (model, flat) in flats.items():
-                if flat.shape != model.flat.shape:
-                    raise ValueError(f"{name} has {flat.size} parameters, this run's model {model.flat.size}")
-            for o, target in ((opt, self.opt), (critic_opt, self.critic_opt)):
-                if o is not None and (o["m"].shape != target.m.shape or o["v"].shape != target.v.shape):
-                    raise ValueError("optimizer state does not match the model's parameter count")
-            arrays = [f for _, f in flats.values()] + [opt["m"], opt["v"]] + \
-                ([critic_opt["m"], critic_opt["v"]] if critic_opt else [])
-            if not all(a.dtype.kind == "f" and np.all(np.isfinite(a)) for a in arrays):
-                raise ValueError("non-finite or non-float weights or optimizer state")
-            if step < 0 or int(opt["t"]) < 0 or (critic_opt is not None and int(critic_opt["t"]) < 0):
-                raise ValueError("negative step or optimizer count")
+                flats["critic"] = (m.critic, vector("critic", m.critic))
+                critic_opt = {"m": vector("critic_opt_m", m.critic), "v": vector("critic_opt_v", m.critic),
+                              "t": count("critic_opt_t")}
             if np.any(opt["v"] < 0) or (critic_opt is not None and np.any(critic_opt["v"] < 0)):
                 raise ValueError("negative Adam second moment (v is a running mean of squares)")
-            check_same_run(z, self.cfg)
+            check_same_run(z, cfg)
             probe = np.random.default_rng()
             try:
                 probe.bit_generator.state = rng_state      # validates the RNG state without touching ours
             except Exception as e:  # noqa: BLE001 - numpy raises ValueError, TypeError, KeyError, OverflowError...
                 raise ValueError(f"corrupt RNG state ({e.__class__.__name__})") from None
             type(self.kl_ctl)(1.0, 1.0, 1.0).load_state_dict(kl_state)
+            entropy_coef = self.entropy_coef
+            if cfg.entropy_target is not None:   # adaptive_entropy_coef keeps it in [0, cap] after the first step
+                e = z["entropy_coef"]
+                if e.shape != () or e.dtype.kind != "f" or not 0 <= float(e) <= max(cfg.entropy_coef_max,
+                                                                                    cfg.entropy_coef):
+                    raise ValueError(f"entropy_coef is not a number in [0, {cfg.entropy_coef_max}]")
+                entropy_coef = float(e)
         except (KeyError, ValueError, TypeError, OverflowError, json.JSONDecodeError) as e:
             msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
             raise UserError(f"{path}: checkpoint does not match this run ({msg})") from None
@@ -497,8 +514,7 @@ class Trainer:
             self.critic_opt.load_state(critic_opt)
         self.rng.bit_generator.state = rng_state
         self.kl_ctl.load_state_dict(kl_state)
-        if self.cfg.entropy_target is not None and "entropy_coef" in z:
-            self.entropy_coef = float(z["entropy_coef"])
+        self.entropy_coef = entropy_coef
         self.step_count = step
 
 

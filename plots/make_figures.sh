@@ -30,3 +30,7 @@ python "$here/rm_data_scaling.py" --out "$here/rm_data_scaling.png"
 
 # 3. the exact-vs-estimator check (KL estimators and policy gradients)
 toyrlhf check --figure "$here/check.png" | tee "$here/check.txt"
+
+# 4. every preset and library preset against the exact gradient (toyrlhf check --all-algos; ~80 s):
+#    plots/all_algos.md and the README's all-algos table
+python "$here/all_algos.py"

@@ -44,7 +44,7 @@ def test_sequence_level_corrections_are_constant_along_the_sequence_and_overflow
 @pytest.mark.parametrize("kind", ["token_tis", "seq_mask"])
 def test_trainer_corrected_gradient_matches_the_exact_expectation(kind, shared_cache_dir, monkeypatch):
     """RLOO (its leave-one-out baseline has the expectation E_mu[r|q] of the exact study's A = r - E_mu[r|q]),
-    sampler at T = 1.5, trainer at T = 1: the mean of 1000 sampled batch gradients (8 prompts x G = 4) projected on
+    sampler at T = 1.5, trainer at T = 1: the mean of 800 sampled batch gradients (8 prompts x G = 4) projected on
     the exact expected gradient's direction and on a random direction, |z| < 4; its cosine with the exact one."""
     t = _trainer(shared_cache_dir, monkeypatch, kl="none", beta=0.0, reward="gold", prompts_per_step=8,
                  group_size=4, sampler_temperature=1.5, rollout_correction=kind)
@@ -56,7 +56,7 @@ def test_trainer_corrected_gradient_matches_the_exact_expectation(kind, shared_c
     g_true = grad_expectation(pol, enum, r)
     rnd = np.random.default_rng(3).normal(size=E.size)
     dirs = np.stack([E / np.linalg.norm(E), rnd / np.linalg.norm(rnd), g_true / np.linalg.norm(g_true)])
-    n = 1000
+    n = 800
     proj, total = np.zeros((n, 3)), np.zeros(E.size)
     for i in range(n):
         ro, _ = t.collect()

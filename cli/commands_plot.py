@@ -18,15 +18,19 @@ from .common import set_option, sigterm_as_interrupt
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(), metavar="RUN_DIR...")
 @click.option("--metric", "metrics", multiple=True, metavar="M",
               help="Metric to draw, one panel each (repeatable; default gold_reward, reward, kl, entropy, "
-                   "response_length).")
+                   "response_length; a pretrain/sft/rm folder: loss and accuracy).")
 @click.option("--smooth", type=int, default=1, show_default=True, metavar="K",
-              help="Centred moving average over K steps, per seed, before averaging.")
+              help="Trailing moving average over the last K steps, per seed, before averaging.")
 @click.option("--frontier", is_flag=True,
-              help="Training and gold reward against sqrt(KL) instead of curves against step (Gao et al. 2022).")
+              help="Training and gold reward against sqrt(KL) instead of curves against step (Gao et al. 2022), "
+                   "over the exact optimal frontier of the runs' task and reference policy.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file; .png, .svg or .pdf (default plot.png, or frontier.png with --frontier).")
 def plot_cmd(run_dirs, metrics, smooth, frontier, out):
-    """Plot runs against step, grouped by algorithm: the mean over seeds with a 95% bootstrap band."""
+    """Plot runs against step, grouped by algorithm: the mean over seeds with a 95% bootstrap band.
+
+    A folder of run folders (a compare or sweep folder) stands for its runs, one level down, so `toyrlhf plot
+    runs/*/` works once compare has written there; any other folder without metrics.jsonl is skipped with a note."""
     from toyrlhf import plotting
 
     if smooth < 1:
@@ -35,18 +39,26 @@ def plot_cmd(run_dirs, metrics, smooth, frontier, out):
         raise UserError("--frontier draws reward and gold_reward against sqrt(kl); drop --metric")
     out = Path(out or ("frontier.png" if frontier else "plot.png"))
     plotting.output_format(out)
-    runs = [plotting.load_run(d) for d in run_dirs]
-    plotting.plot_runs(runs, list(metrics), out, smooth=smooth, frontier=frontier)
+    paths, descended, skipped = plotting.find_runs(run_dirs)
+    runs = [plotting.load_run(d) for d in paths]
+    shown = (["reward", "gold_reward"] if frontier else
+             plotting.check_metrics(runs, list(metrics) or plotting.default_metrics(runs)))
+    plotting.plot_runs(runs, None if frontier else shown, out, smooth=smooth, frontier=frontier)
+    notes = [f"{len(descended)} folder{'s' if len(descended) != 1 else ''} of runs plotted as their "
+             f"{sum(descended.values())} runs ({', '.join(str(p) for p in list(descended)[:3])}"
+             f"{', ...' if len(descended) > 3 else ''})"] if descended else []
+    if skipped:
+        notes.append(f"skipped {len(skipped)} folder{'s' if len(skipped) != 1 else ''} without runs "
+                     f"({', '.join(str(p) for p in skipped[:3])}{', ...' if len(skipped) > 3 else ''})")
+    if notes:
+        click.echo(f"toyrlhf: note: {'; '.join(notes)}", err=True)
     groups = plotting.group_runs(runs)
-    shown = ("reward, gold_reward vs sqrt(kl)" if frontier else
-             ", ".join(metrics) if metrics else
-             ", ".join(m for m in plotting.DEFAULT_METRICS if m in plotting.available_metrics(runs)))
     click.echo(f"wrote {out}: {len(runs)} run{'s' if len(runs) != 1 else ''} in {len(groups)} "
                f"group{'s' if len(groups) != 1 else ''}")
     width = max(len(g) for g in groups)
     for name, group in groups.items():
-        click.echo(f"  {name:<{width}}  {len(group)} seed{'s' if len(group) != 1 else ''}")
-    click.echo(f"  metrics: {shown}")
+        click.echo(f"  {name:<{width}}  {plotting.runs_text(group)}")
+    click.echo(f"  metrics: {'reward, gold_reward vs sqrt(kl)' if frontier else ', '.join(shown)}")
 
 
 # ------------------------------------------------------------------------------------------ compare

@@ -111,6 +111,9 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
                         ("exact_gold_reward", "exact gold reward")):
         if f"final_{key}" in summary and summary[f"final_{key}"] is not None:
             rows.append((label_, f"{_num(summary.get(f'initial_{key}'))} -> {_num(summary[f'final_{key}'])}"))
+    n = summary["steps"]   # the windows of rl.run.summarize: the first 10 steps, the last max(1, min(25, n // 5))
+    rows.append(("(initial -> final)", f"means over steps 1-{min(10, n)} -> over the last {max(1, min(25, n // 5))} "
+                                      f"steps"))
     rows.append(("wall time", f"{summary['wall_time_s']:.2f} s ({summary['step_time_ms']:.2f} ms/step)"))
     echo_summary(f"{cfg.algo} on {cfg.task}, {summary['steps']} steps, seed {cfg.seed} -> {run_dir}", rows)
 

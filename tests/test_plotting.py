@@ -29,7 +29,8 @@ def make_run(root, algo="grpo", seed=0, steps=30, task="pref", critic=False, dri
             kl = drift * t + abs(rng.normal(0, 0.01))
             row = {"step": t, "reward": 2 * math.sqrt(kl) + rng.normal(0, 0.1),
                    "gold_reward": math.sqrt(kl) - 0.5 * kl + rng.normal(0, 0.1), "kl": kl,
-                   "entropy": 1.0 - 0.01 * t, "response_length": 5 + rng.normal(0, 0.3), "clip_fraction": 0.0,
+                   "entropy": 1.0 - 0.01 * t, "response_length": 5 + rng.normal(0, 0.3),
+                   "clip_fraction": 0.1 * rng.random() if critic else 0.0,   # GRPO's one update: never clipped
                    "approx_kl": 1e-4, "grad_norm": 1.0, "time_s": 0.01}
             if critic:
                 row.update(value_loss=1.0 / t, explained_variance=min(1.0, t / steps))
@@ -54,10 +55,18 @@ def test_plot_run_curves_writes_png_titled_with_algo_task_and_steps(tmp_path):
     assert "critic explained variance" in panels and "clip fraction" in panels and len(panels) == 7
 
 
-def test_run_curves_omit_critic_panels_when_the_run_has_no_critic(tmp_path):
+def test_run_curves_omit_critic_panels_and_say_an_all_zero_clip_fraction_instead_of_drawing_it(tmp_path):
     fig = plotting.run_curves_figure(plotting.load_run(make_run(tmp_path, "grpo")))
     panels = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert "critic explained variance" not in panels and len(panels) == 6
+    assert "critic explained variance" not in panels and "clip fraction" not in panels and len(panels) == 5
+    assert "clip fraction: 0 at every step (not drawn)" in fig._suptitle.get_text()
+
+
+def test_a_flat_zero_fraction_is_drawn_on_0_to_1_not_around_0(tmp_path):
+    runs = [make_run(tmp_path, "grpo", s) for s in range(2)]
+    fig = plotting.runs_figure([plotting.load_run(r) for r in runs], ["clip_fraction"])
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo > -0.05 and hi >= 1.0
 
 
 def test_plot_runs_multi_seed_group_writes_png_svg_and_pdf(tmp_path, group):
@@ -157,13 +166,20 @@ def test_bootstrap_band_is_deterministic_and_narrows_with_more_seeds():
     assert width(plotting.bootstrap_band(many)) == pytest.approx(2 * 1.96 * many.std() / 8, rel=0.15)
 
 
-def test_smooth_is_a_centred_nan_aware_moving_average():
+def test_smooth_is_a_trailing_nan_aware_moving_average_that_starts_at_the_first_value():
     y = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
-    assert np.allclose(plotting.smooth(y, 3), [0.5, 1.0, 2.0, 3.0, 3.5])
+    assert np.allclose(plotting.smooth(y, 3), [0.0, 0.5, 1.0, 2.0, 3.0])
     assert np.allclose(plotting.smooth(y, 1), y)
     assert np.allclose(plotting.smooth(np.full(7, 2.5), 4), 2.5)
     out = plotting.smooth(np.array([1.0, np.nan, 3.0, np.nan]), 3)
-    assert np.allclose(out, [1.0, 2.0, 3.0, 3.0])
+    assert np.allclose(out, [1.0, 1.0, 2.0, 3.0])
+    # a curve that jumps after step 1 (PPO's gold reward: 0.60, then ~1.2) keeps its first value when smoothed
+    jump = np.array([0.6] + [1.2] * 30)
+    assert plotting.smooth(jump, 25)[0] == 0.6
+    # causal: the smoothed value at t does not change when later steps do
+    later = jump.copy()
+    later[10:] = -5.0
+    assert np.array_equal(plotting.smooth(jump, 25)[:10], plotting.smooth(later, 25)[:10])
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -219,3 +235,75 @@ def test_plotting_never_imports_pyplot(tmp_path):
             "print('matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------------ issue 17: plot
+def make_rm_run(root, name="rm", seed=0, steps=20):
+    """A reward-model stage folder as `toyrlhf rm` writes it: minibatch loss/acc/lr, held-out every 5 steps."""
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"stage": "rm", "task": "pref", "seed": seed, "init": "sft",
+                                                  "rm": {"head": "sequence", "steps": steps}}))
+    with open(path / "metrics.jsonl", "w") as f:
+        for t in range(1, steps + 1):
+            row = {"step": t, "loss": 0.7 - 0.01 * t, "acc": 0.5 + 0.01 * t, "lr": 0.002}
+            if t % 5 == 0:
+                row.update(heldout_loss=0.7 - 0.005 * t, heldout_expected_accuracy=0.55)
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_a_reward_model_folder_plots_bradley_terry_loss_and_accuracy_named_by_its_stage(tmp_path):
+    runs = [plotting.load_run(make_rm_run(tmp_path))]
+    assert plotting.default_metrics(runs) == ["loss", "heldout_loss", "acc", "heldout_expected_accuracy"]
+    fig = plotting.runs_figure(runs, plotting.default_metrics(runs))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles[0].startswith("Bradley-Terry loss") and "policy" not in " ".join(titles)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["reward model, sequence head (1 seed)"]
+    held_out = fig.axes[1].get_lines()[0]
+    assert list(held_out.get_xdata()) == [5, 10, 15, 20]          # the sparse held-out points joined, not lost
+    assert plotting.plot_runs(runs, ["loss"], tmp_path / "rm.png").read_bytes().startswith(PNG)
+
+
+def test_runs_of_one_seed_are_one_seed_with_no_band(tmp_path):
+    runs = [plotting.load_run(make_run(tmp_path / f"r{i}", "grpo", 0, drift=0.01 * (i + 1))) for i in range(6)]
+    assert plotting.seed_count(runs) == 1 and plotting.runs_text(runs) == "6 runs, 1 seed"
+    fig = plotting.runs_figure(runs, ["gold_reward"])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["grpo (6 runs, 1 seed)"]
+    assert not fig.axes[0].collections                            # no bootstrap band over repeats of a seed
+    assert "bootstrap" not in fig._suptitle.get_text()
+    # two seeds, three runs each: the band is over the 2 seed means
+    two = runs[:3] + [plotting.load_run(make_run(tmp_path / f"q{i}", "grpo", 1)) for i in range(3)]
+    steps, vals = plotting.seed_values(two, "gold_reward")
+    assert vals.shape == (2, 30)
+    np.testing.assert_allclose(vals[0], np.mean([r.series("gold_reward")[1] for r in runs[:3]], axis=0))
+
+
+def test_plot_of_runs_star_descends_into_a_compare_folder_and_skips_other_folders(tmp_path):
+    from toyrlhf.cli.main import main
+    runs = tmp_path / "runs"
+    make_run(runs, "grpo", 0)
+    for s in range(2):
+        make_run(runs / "compare-pref-1", "ppo", s)
+    (runs / "compare-pref-1" / "comparison.md").write_text("table\n")
+    (runs / "notes").mkdir()
+    paths, descended, skipped = plotting.find_runs(sorted(runs.iterdir()))
+    assert len(paths) == 3 and descended == {runs / "compare-pref-1": 2} and skipped == [runs / "notes"]
+    with pytest.raises(UserError, match="no metrics.jsonl"):
+        plotting.find_runs([runs / "notes"])
+    proc = subprocess.run([sys.executable, "-m", "toyrlhf", "plot", *map(str, sorted(runs.iterdir())), "--out",
+                           str(tmp_path / "p.png")], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**__import__("os").environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("toyrlhf: note: ")
+    assert "ppo   2 seeds" in proc.stdout and "grpo  1 seed" in proc.stdout
+
+
+def test_curve_styles_stay_distinct_past_the_palette_and_for_the_presets():
+    names = [f"algo{i}" for i in range(40)]
+    pairs = {(plotting.style_for(n, names)["color"], plotting.style_for(n, names)["ls"]) for n in names}
+    assert len(pairs) == 40
+    presets = ["ppo", "grpo", "dr_grpo", "dapo", "rloo", "reinforce", "gspo"]
+    looks = {n: plotting.style_for(n, presets) for n in presets}
+    assert len({l["color"] for l in looks.values()}) == 7 and len({l["marker"] for l in looks.values()}) == 7
+    assert len({looks[n]["ls"] for n in ("grpo", "reinforce", "rloo")}) == 3

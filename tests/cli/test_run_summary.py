@@ -31,3 +31,5 @@ def test_summary_with_no_initial_exact_figure_prints_na(cache_dir, tmp_path, cap
     assert summary["initial_exact_gold_reward"] is None and summary["final_exact_gold_reward"] is not None
     line = next(l for l in text.splitlines() if "exact gold reward" in l)
     assert "n/a ->" in line
+    # the initial and final figures are means over windows of steps, and the summary says which
+    assert "(initial -> final)  means over steps 1-10 -> over the last 2 steps" in text, text

@@ -15,17 +15,19 @@ seed, no dates in SVG/PDF metadata).
 from __future__ import annotations
 
 from .check_figure import check_figure
-from .curves import (COMPARE_METRICS, DEFAULT_METRICS, RUN_CURVE_METRICS, plot_run_curves, plot_runs,
-                     rm_curves_figure, run_curves_figure, runs_figure)
+from .curves import (COMPARE_METRICS, DEFAULT_METRICS, RUN_CURVE_METRICS, STAGE_METRICS, default_metrics,
+                     plot_run_curves, plot_runs, rm_curves_figure, run_curves_figure, runs_figure)
 from .frontier import frontier_figure, frontier_points
-from .run_data import Run, aligned, available_metrics, check_metrics, final_value, group_runs, load_run, wall_time
+from .run_data import (Run, aligned, available_metrics, check_metrics, final_value, find_runs, group_runs, load_run,
+                       runs_text, seed_count, seed_values, wall_time)
 from .stats import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, LEVEL, binned_means, bootstrap_band, smooth, t_interval
-from .style import FORMATS, METRIC_LABELS, PALETTE, colour_for, metric_label, output_format, save_figure
+from .style import FORMATS, METRIC_LABELS, PALETTE, colour_for, metric_label, output_format, save_figure, style_for
 from .tables import CSV_COLUMNS, comparison_table, table_csv, table_markdown
 
 __all__ = ["BOOTSTRAP_SAMPLES", "BOOTSTRAP_SEED", "COMPARE_METRICS", "CSV_COLUMNS", "DEFAULT_METRICS", "FORMATS",
-           "LEVEL", "METRIC_LABELS", "PALETTE", "RUN_CURVE_METRICS", "Run", "aligned", "available_metrics",
-           "binned_means", "bootstrap_band", "check_figure", "check_metrics", "colour_for", "comparison_table",
-           "final_value", "frontier_figure", "frontier_points", "group_runs", "load_run", "metric_label",
-           "output_format", "plot_run_curves", "plot_runs", "rm_curves_figure", "run_curves_figure", "runs_figure",
-           "save_figure", "smooth", "t_interval", "table_csv", "table_markdown", "wall_time"]
+           "LEVEL", "METRIC_LABELS", "PALETTE", "RUN_CURVE_METRICS", "Run", "STAGE_METRICS", "aligned",
+           "available_metrics", "binned_means", "bootstrap_band", "check_figure", "check_metrics", "colour_for",
+           "comparison_table", "default_metrics", "final_value", "find_runs", "frontier_figure", "frontier_points",
+           "group_runs", "load_run", "metric_label", "output_format", "plot_run_curves", "plot_runs",
+           "rm_curves_figure", "run_curves_figure", "runs_figure", "runs_text", "save_figure", "seed_count",
+           "seed_values", "smooth", "style_for", "t_interval", "table_csv", "table_markdown", "wall_time"]

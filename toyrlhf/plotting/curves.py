@@ -9,22 +9,30 @@ import numpy as np
 
 from ..errors import UserError
 from .frontier import frontier_figure
-from .run_data import Run, aligned, available_metrics, check_metrics, group_runs, load_run, steps_text, tasks_text
+from .run_data import (Run, available_metrics, check_metrics, group_runs, load_run, runs_text, seed_count,
+                       seed_values, stage_of, steps_text, tasks_text)
 from .stats import LEVEL, bootstrap_band, smooth
-from .style import RC, colour_for, legend, metric_label, new_figure, output_format, save_figure, tidy
+from .style import RC, colour_for, legend, metric_label, new_figure, output_format, save_figure, style_for, tidy
 
 DEFAULT_METRICS = ("gold_reward", "reward", "kl", "entropy", "response_length")
+STAGE_METRICS = ("loss", "heldout_loss", "acc", "heldout_expected_accuracy")
+"""What `toyrlhf plot` draws by default for a supervised stage's folder (pretrain, sft, rm)."""
 COMPARE_METRICS = ("gold_reward", "reward", "kl", "response_length")
 RUN_CURVE_METRICS = ("reward", "gold_reward", "kl", "entropy", "response_length", "clip_fraction",
                      "explained_variance", "accuracy")
 
 
 def _seed_text(groups: dict[str, list[Run]]) -> str:
-    ns = sorted({len(g) for g in groups.values()})
+    ns = sorted({seed_count(g) for g in groups.values()})
     n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
     if ns[-1] < 2:
-        return "1 seed each"
-    return f"mean of {n} seeds, {LEVEL:.0%} bootstrap band"
+        return "1 seed each" if len(groups) > 1 else "1 seed"
+    return f"mean of {n} seeds, {LEVEL:.0%} bootstrap band over seeds"
+
+
+def _all_zero(vals: np.ndarray) -> bool:
+    finite = vals[np.isfinite(vals)]
+    return finite.size > 0 and not finite.any()
 
 
 def run_curves_figure(run: Run):
@@ -34,6 +42,9 @@ def run_curves_figure(run: Run):
     keys = [k for k in RUN_CURVE_METRICS if k in have]
     if not keys:
         keys = sorted(have)[:6] or ["step"]
+    # a panel that is 0 at every step (GRPO's clip fraction with one update per rollout) says so in the title instead
+    zero = [k for k in keys if len(keys) > 1 and _all_zero(run.series(k)[1])]
+    keys = [k for k in keys if k not in zero]
     with matplotlib.rc_context(RC):
         fig, axes = new_figure(len(keys), 4.2, 3.0)
         n = len(run.rows)
@@ -41,7 +52,7 @@ def run_curves_figure(run: Run):
         colour = colour_for(run.algo, [run.algo])
         for ax, key in zip(axes, keys):
             steps, vals = run.series(key)
-            title, unit = metric_label(key)
+            title, unit = metric_label(key, run.stage)
             if k > 1:
                 ax.plot(steps, vals, color=colour, alpha=0.3, lw=1)
                 ax.plot(steps, smooth(vals, k), color=colour, lw=2)
@@ -52,8 +63,9 @@ def run_curves_figure(run: Run):
             ax.set_ylabel(unit)
             tidy(ax, key)
         seed = f" · seed {run.seed}" if run.seed is not None else ""
-        smooth_txt = f" · bold: moving average over {k} steps" if k > 1 else ""
-        fig.suptitle(f"{run.algo} on {run.task}{seed} · {steps_text([run])}{smooth_txt}")
+        smooth_txt = f" · bold: trailing mean over {k} steps" if k > 1 else ""
+        zero_txt = f"\n{', '.join(metric_label(z, run.stage)[0] for z in zero)}: 0 at every step (not drawn)" if zero else ""
+        fig.suptitle(f"{run.algo} on {run.task}{seed} · {steps_text([run])}{smooth_txt}{zero_txt}")
     return fig
 
 
@@ -73,7 +85,7 @@ def rm_curves_figure(records: Sequence[dict], summary: dict):
                  "fraction of pairs")):
             vals = np.array([r[key] for r in records], dtype=np.float64)
             ax.plot(steps, vals, color="tab:blue", alpha=0.25, lw=1)
-            ax.plot(steps, smooth(vals, k), color="tab:blue", lw=2, label=f"train minibatch (moving average, {k})")
+            ax.plot(steps, smooth(vals, k), color="tab:blue", lw=2, label=f"train minibatch (trailing mean, {k})")
             if ev:
                 ax.plot([r["step"] for r in ev], [r[ho_key] for r in ev], "o-", color="tab:orange", lw=2,
                         label="held-out" + (" (expected over the labels)" if key == "acc" else ""))
@@ -98,33 +110,47 @@ def plot_run_curves(run_dir, out) -> Path:
 
 
 def runs_figure(runs: Sequence[Run], metrics: Sequence[str], smooth_k: int = 1):
-    """Curves against step, one panel per metric, one line per algorithm: mean over its seeds, with a 95%
-    bootstrap band over seeds when it has at least 2."""
+    """Curves against step, one panel per metric, one line per algorithm: mean over its seeds (runs of the same seed
+    averaged first), with a 95% bootstrap band over seeds when it has at least 2 distinct seeds."""
     import matplotlib
     groups = group_runs(runs)
     names = list(groups)
+    stage = stage_of(runs)
     with matplotlib.rc_context(RC):
         fig, axes = new_figure(len(metrics), 5.4, 3.9)
         for ax, key in zip(axes, metrics):
             for name, group in groups.items():
-                steps, vals = aligned(group, key, smooth_k)
-                if not np.isfinite(vals).any():
-                    continue
+                steps, vals = seed_values(group, key, smooth_k)
                 mean, lo, hi = bootstrap_band(vals)
-                colour = colour_for(name, names)
-                label = f"{name} ({len(group)} seed{'s' if len(group) != 1 else ''})"
-                ax.plot(steps, mean, color=colour, lw=2.2, label=label, marker="o" if steps.size < 15 else None)
-                if np.isfinite(lo).any():
-                    ax.fill_between(steps, lo, hi, color=colour, alpha=0.2, lw=0)
-            title, unit = metric_label(key)
+                ok = np.isfinite(mean)            # held-out metrics are logged every eval_every steps only
+                if not ok.any():
+                    continue
+                style = style_for(name, names)
+                n = int(ok.sum())
+                ax.plot(steps[ok], mean[ok], color=style["color"], ls=style["ls"], lw=2.2,
+                        label=f"{name} ({runs_text(group)})", marker=style["marker"], ms=5,
+                        markevery=1 if n < 15 else max(1, n // 8))
+                band = ok & np.isfinite(lo)
+                if band.any():
+                    ax.fill_between(steps[band], lo[band], hi[band], color=style["color"], alpha=0.2, lw=0)
+            title, unit = metric_label(key, stage)
             ax.set_title(title)
             ax.set_xlabel("step")
             ax.set_ylabel(unit)
             tidy(ax, key)
         legend(fig, axes)
-        smooth_txt = f" · moving average over {smooth_k} steps" if smooth_k > 1 else ""
+        smooth_txt = f" · trailing mean over {smooth_k} steps" if smooth_k > 1 else ""
         fig.suptitle(f"{tasks_text(runs)} · {steps_text(runs)} · {_seed_text(groups)}{smooth_txt}")
     return fig
+
+
+def default_metrics(runs: Sequence[Run]) -> list[str]:
+    """The panels `plot_runs` draws without `metrics`: gold reward, reward, KL, entropy, response length (RL runs);
+    loss and accuracy, minibatch and held-out (a supervised stage); else the first five metrics logged."""
+    have = available_metrics(runs)
+    if not have:
+        raise UserError(f"{runs[0].path}: metrics.jsonl has no numeric metric to plot")
+    return [m for m in DEFAULT_METRICS + STAGE_METRICS if m in have] or have[:len(DEFAULT_METRICS)]
 
 
 def plot_runs(run_dirs, metrics=None, out="plot.png", smooth: int = 1, frontier: bool = False) -> Path:
@@ -142,10 +168,5 @@ def plot_runs(run_dirs, metrics=None, out="plot.png", smooth: int = 1, frontier:
     if frontier:
         check_metrics(runs, ("reward", "gold_reward", "kl"))
         return save_figure(frontier_figure(runs, smooth), out)
-    if not metrics:
-        have = available_metrics(runs)
-        if not have:
-            raise UserError(f"{runs[0].path}: metrics.jsonl has no numeric metric to plot")
-        metrics = [m for m in DEFAULT_METRICS if m in have] or have[:len(DEFAULT_METRICS)]
-    metrics = check_metrics(runs, metrics)
+    metrics = check_metrics(runs, metrics or default_metrics(runs))
     return save_figure(runs_figure(runs, metrics, smooth), out)

@@ -22,16 +22,34 @@ class Run:
     rows: list[dict]
 
     @property
+    def stage(self) -> str | None:
+        """'pretrain', 'sft' or 'rm' for a supervised stage's folder (its config.json says so); None for an RL run."""
+        stage = self.config.get("stage")
+        return str(stage) if stage is not None else None
+
+    @property
     def algo(self) -> str:
-        return str(self.config.get("algo", "?"))
+        """The algorithm (config.json's "algo"); a stage's folder is named by its stage (and a reward model's head)."""
+        if "algo" in self.config:
+            return str(self.config["algo"])
+        if self.stage == "rm":
+            head = (self.config.get("rm") or {}).get("head") if isinstance(self.config.get("rm"), dict) else None
+            return f"reward model, {head} head" if head else "reward model"
+        return self.stage or "?"
+
+    def _stage_setting(self, key: str):
+        """A pretrain folder's config.json keeps task and seed in its "pretrain" table."""
+        inner = self.config.get(self.stage or "")
+        return inner.get(key) if isinstance(inner, dict) else None
 
     @property
     def task(self) -> str:
-        return str(self.config.get("task", "?"))
+        task = self.config.get("task", self._stage_setting("task"))
+        return "?" if task is None else str(task)
 
     @property
     def seed(self):
-        return self.config.get("seed")
+        return self.config.get("seed", self._stage_setting("seed"))
 
     @property
     def steps(self) -> int:
@@ -81,6 +99,33 @@ def load_run(run_dir) -> Run:
     return Run(path, config, rows)
 
 
+def find_runs(paths) -> tuple[list[Path], dict[Path, int], list[Path]]:
+    """The run folders among `paths` (what `toyrlhf plot runs/*/` is given): a run folder is kept; a folder without
+    metrics.jsonl that holds run folders (a compare or sweep folder) is replaced by them, one level down; any other
+    folder is skipped. Returns (run folders, {folder descended into: runs found}, skipped folders). A path that is
+    not a folder, or no run folder at all, is a UserError."""
+    found: list[Path] = []
+    descended: dict[Path, int] = {}
+    skipped: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise UserError(f"{p}: no such run folder")
+        if (p / "metrics.jsonl").is_file():
+            found.append(p)
+            continue
+        inner = sorted(c for c in p.iterdir() if c.is_dir() and (c / "metrics.jsonl").is_file())
+        if inner:
+            found.extend(inner)
+            descended[p] = len(inner)
+        else:
+            skipped.append(p)
+    if not found:
+        if not skipped:
+            raise UserError("no run folders given")
+        load_run(skipped[0])          # its one-line error says what the folder lacks
+    return list(dict.fromkeys(found)), descended, skipped
+
+
 def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
     """Runs grouped by algorithm (by 'algo · task' when the runs span several tasks), in order of appearance."""
     several_tasks = len({r.task for r in runs}) > 1
@@ -88,6 +133,40 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
     for r in runs:
         groups.setdefault(f"{r.algo} · {r.task}" if several_tasks else r.algo, []).append(r)
     return groups
+
+
+def seed_count(runs: Sequence[Run]) -> int:
+    """Distinct seeds among the runs (a run without a seed in its config counts as its own): six runs of seed 0
+    are one seed."""
+    return len({("seed", r.seed) if r.seed is not None else ("run", i) for i, r in enumerate(runs)})
+
+
+def runs_text(runs: Sequence[Run]) -> str:
+    """'3 seeds', '1 seed', or '6 runs, 1 seed' when seeds repeat."""
+    n, s = len(runs), seed_count(runs)
+    seeds = f"{s} seed{'s' if s != 1 else ''}"
+    return seeds if n == s else f"{n} runs, {seeds}"
+
+
+def seed_values(runs: Sequence[Run], key: str, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values (n_seeds, n_steps)): `aligned`, with the runs of one seed averaged into one row, so that a
+    band over the rows is a band over seeds, not over repeats of a seed."""
+    steps, vals = aligned(runs, key, k)
+    rows: dict = {}
+    for i, r in enumerate(runs):
+        rows.setdefault(("seed", r.seed) if r.seed is not None else ("run", i), []).append(i)
+    out = np.full((len(rows), steps.size), np.nan)
+    for j, idx in enumerate(rows.values()):
+        v = vals[idx]
+        n = np.isfinite(v).sum(axis=0)
+        out[j] = np.where(n > 0, np.nansum(v, axis=0) / np.maximum(n, 1), np.nan)
+    return steps, out
+
+
+def stage_of(runs: Sequence[Run]) -> str | None:
+    """The runs' common stage: None for RL runs, 'mixed' when they mix stages (a panel's `loss` is then no one's)."""
+    stages = {r.stage for r in runs}
+    return stages.pop() if len(stages) == 1 else "mixed"
 
 
 def available_metrics(runs: Sequence[Run]) -> list[str]:

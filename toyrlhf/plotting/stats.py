@@ -12,8 +12,9 @@ BOOTSTRAP_SAMPLES = 2000
 
 
 def smooth(y: np.ndarray, k: int) -> np.ndarray:
-    """Centred moving average over k points (the window shrinks at the ends), ignoring NaN; k <= 1 is a copy.
-    Centred, so a smoothed curve does not lag the raw one."""
+    """Trailing moving average over the last k points (fewer at the start), ignoring NaN; k <= 1 is a copy.
+    Trailing, so the smoothed value at step t uses steps <= t only: the curve starts at the first step's value (a
+    centred window made PPO appear to start at its step-13 reward) and lags the raw one by (k - 1) / 2 steps."""
     y = np.asarray(y, dtype=np.float64)
     if k <= 1 or y.size == 0:
         return y.copy()
@@ -21,8 +22,8 @@ def smooth(y: np.ndarray, k: int) -> np.ndarray:
     csum = np.concatenate([[0.0], np.cumsum(np.where(finite, y, 0.0))])
     ccnt = np.concatenate([[0], np.cumsum(finite)])
     i = np.arange(y.size)
-    lo = np.maximum(i - (k - 1) // 2, 0)
-    hi = np.minimum(i + k // 2 + 1, y.size)
+    lo = np.maximum(i - k + 1, 0)
+    hi = i + 1
     cnt = ccnt[hi] - ccnt[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (csum[hi] - csum[lo]) / cnt

@@ -55,22 +55,45 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "truncated_fraction": ("truncated completions", "fraction"),
     "beta": ("KL coefficient β", "β"),
     "time_s": ("step time", "seconds"),
+    "lr": ("learning rate", "lr"),
 }
+
+STAGE_METRIC_LABELS: dict[str, dict[str, tuple[str, str]]] = {
+    "rm": {"loss": ("Bradley-Terry loss (minibatch)", "nats / pair"),
+           "acc": ("pairwise accuracy (minibatch)", "fraction of pairs"),
+           "heldout_loss": ("Bradley-Terry loss, held-out", "nats / pair"),
+           "heldout_expected_accuracy": ("pairwise accuracy, held-out (expected)", "fraction of pairs")},
+    "pretrain": {"loss": ("cross-entropy loss (next token)", "nats / token")},
+    "sft": {"loss": ("cross-entropy loss (demonstrations)", "nats / token")},
+}
+"""The supervised stages log `loss` too: a reward model's is the Bradley-Terry loss, not the policy loss."""
+
+FRACTION_METRICS = ("clip_fraction", "accuracy", "truncated_fraction", "frac_zero_std_groups", "acc")
 
 
 # one colour per preset everywhere (tab10), so grpo is the same colour in every figure
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
-
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 
 PRESET_ORDER = ("ppo", "grpo", "dr_grpo", "dapo", "rloo", "reinforce", "gspo")
+PRESET_STYLES = {"ppo": ("-", "o"), "grpo": ("-", "s"), "dr_grpo": ("--", "^"), "dapo": ("-.", "D"),
+                 "rloo": (":", "v"), "reinforce": ("--", "P"), "gspo": ("-.", "X")}
+"""Line style and marker per preset, besides its colour: grpo (red, solid), reinforce (brown, dashed) and rloo
+(purple, dotted) stay apart on a projector and in grey print."""
 RC = {"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11, "ytick.labelsize": 11,
        "legend.fontsize": 11, "figure.titlesize": 14, "axes.grid": True, "grid.alpha": 0.3,
        "axes.spines.top": False, "axes.spines.right": False, "svg.hashsalt": "toyrlhf", "svg.fonttype": "none"}
 
 
-def metric_label(key: str) -> tuple[str, str]:
-    """(panel title, y-axis label) of a metric; exact_* metrics reuse their estimator's label."""
+def metric_label(key: str, stage: str | None = None) -> tuple[str, str]:
+    """(panel title, y-axis label) of a metric, for the runs of `stage` (rm, pretrain, sft, mixed; None: RL);
+    exact_* metrics reuse their estimator's label."""
+    if key in STAGE_METRIC_LABELS.get(stage or "", {}):
+        return STAGE_METRIC_LABELS[stage][key]
+    if stage == "mixed" and any(key in labels for labels in STAGE_METRIC_LABELS.values()):
+        return key.replace("_", " "), key     # runs of several stages: their `loss` is not one quantity
     if key in METRIC_LABELS:
         return METRIC_LABELS[key]
     if key.startswith("exact_") and key[6:] in METRIC_LABELS:
@@ -79,11 +102,21 @@ def metric_label(key: str) -> tuple[str, str]:
     return key.replace("_", " "), key
 
 
-def colour_for(name: str, names: Sequence[str]) -> str:
+def style_for(name: str, names: Sequence[str]) -> dict:
+    """Colour, line style and marker of curve `name` among `names`: a preset keeps its own (while the figure has at
+    most 10 curves); any other curve takes the next colour, and past 10 curves the line style changes with each
+    round of the palette, so no two of the first 40 curves share colour and line style."""
     algo = name.split(" · ")[0]
     if algo in PRESET_ORDER and len(names) <= len(PALETTE):
-        return PALETTE[PRESET_ORDER.index(algo)]
-    return PALETTE[list(names).index(name) % len(PALETTE)]
+        ls, marker = PRESET_STYLES[algo]
+        return {"color": PALETTE[PRESET_ORDER.index(algo)], "ls": ls, "marker": marker}
+    j = list(names).index(name)
+    return {"color": PALETTE[j % len(PALETTE)], "ls": LINESTYLES[(j // len(PALETTE)) % len(LINESTYLES)],
+            "marker": MARKERS[j % len(MARKERS)]}
+
+
+def colour_for(name: str, names: Sequence[str]) -> str:
+    return style_for(name, names)["color"]
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -119,6 +152,9 @@ def tidy(ax, key: str = "") -> None:
         return
     if np.isfinite(lo) and np.isfinite(hi) and hi - lo <= 1e-9 * max(1.0, abs(lo), abs(hi)):
         c = 0.5 * (lo + hi)
+        if key in FRACTION_METRICS and 0.0 <= c <= 1.0:   # a fraction stuck at 0 (or 1) is shown on [0, 1]
+            ax.set_ylim(-0.02, 1.02)
+            return
         pad = max(0.05 * abs(c), 0.05)
         ax.set_ylim(c - pad, c + pad)
 

@@ -24,9 +24,11 @@ from .common import set_option, sigterm_as_interrupt
 @click.option("--frontier", is_flag=True,
               help="Training and gold reward against sqrt(KL) instead of curves against step (Gao et al. 2022), "
                    "over the exact optimal frontier of the runs' task and reference policy.")
+@click.option("--no-exact", "no_exact", is_flag=True,
+              help="With --frontier: leave out the exact frontier (it enumerates every completion of the task).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file; .png, .svg or .pdf (default plot.png, or frontier.png with --frontier).")
-def plot_cmd(run_dirs, metrics, smooth, frontier, out):
+def plot_cmd(run_dirs, metrics, smooth, frontier, no_exact, out):
     """Plot runs against step, grouped by algorithm: the mean over seeds with a 95% bootstrap band.
 
     A folder of run folders (a compare or sweep folder) stands for its runs, one level down, so `toyrlhf plot
@@ -41,9 +43,16 @@ def plot_cmd(run_dirs, metrics, smooth, frontier, out):
     plotting.output_format(out)
     paths, descended, skipped = plotting.find_runs(run_dirs)
     runs = [plotting.load_run(d) for d in paths]
-    shown = (["reward", "gold_reward"] if frontier else
-             plotting.check_metrics(runs, list(metrics) or plotting.default_metrics(runs)))
-    plotting.plot_runs(runs, None if frontier else shown, out, smooth=smooth, frontier=frontier)
+    shown = plotting.check_metrics(runs, ["reward", "gold_reward", "kl"] if frontier else
+                                   list(metrics) or plotting.default_metrics(runs))
+    fronts = None
+    if frontier and not no_exact:
+        from toyrlhf.rl.exact_frontier import run_frontiers
+        if any(r.stage for r in runs):
+            raise UserError("--frontier draws RL runs; a pretrain/sft/rm folder has no KL to a reference")
+        fronts = run_frontiers([r.path for r in runs])
+    plotting.plot_runs(runs, None if frontier else shown, out, smooth=smooth, frontier=frontier,
+                       exact_frontiers=fronts)
     notes = [f"{len(descended)} folder{'s' if len(descended) != 1 else ''} of runs plotted as their "
              f"{sum(descended.values())} runs ({', '.join(str(p) for p in list(descended)[:3])}"
              f"{', ...' if len(descended) > 3 else ''})"] if descended else []
@@ -59,6 +68,30 @@ def plot_cmd(run_dirs, metrics, smooth, frontier, out):
     for name, group in groups.items():
         click.echo(f"  {name:<{width}}  {plotting.runs_text(group)}")
     click.echo(f"  metrics: {'reward, gold_reward vs sqrt(kl)' if frontier else ', '.join(shown)}")
+    if fronts:
+        click.echo(f"  exact frontier: {len(fronts)} reference{'s' if len(fronts) != 1 else ''}; final reward below "
+                   f"the frontier at the run's final KL (means of the last steps, as in summary.json):")
+        for name, gap in _frontier_gaps(groups, fronts).items():
+            click.echo(f"    {name:<{width}}  {gap:.3f}")
+
+
+def _frontier_gaps(groups: dict, fronts: list) -> dict:
+    """Per group, the mean over its runs of frontier_reward_at(final KL) - final reward: how far below the exact
+    optimum at its own KL an algorithm ends."""
+    from toyrlhf import plotting
+    from toyrlhf.exact import frontier_reward_at
+
+    of_run = {p: f for f in fronts for p in f["runs"]}
+    out = {}
+    for name, group in groups.items():
+        gaps = []
+        for r in group:
+            kl, reward = plotting.final_value(r, "kl"), plotting.final_value(r, "reward")
+            if kl is not None and reward is not None and r.path in of_run:
+                gaps.append(frontier_reward_at(of_run[r.path], kl) - reward)
+        if gaps:
+            out[name] = float(sum(gaps) / len(gaps))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ compare

@@ -153,11 +153,12 @@ def default_metrics(runs: Sequence[Run]) -> list[str]:
     return [m for m in DEFAULT_METRICS + STAGE_METRICS if m in have] or have[:len(DEFAULT_METRICS)]
 
 
-def plot_runs(run_dirs, metrics=None, out="plot.png", smooth: int = 1, frontier: bool = False) -> Path:
+def plot_runs(run_dirs, metrics=None, out="plot.png", smooth: int = 1, frontier: bool = False,
+              exact_frontiers=None) -> Path:
     """Curves of `metrics` (default: gold reward, reward, KL, entropy, response length) for the runs in `run_dirs`
     (run folders, or `Run`s already loaded), grouped by algorithm (config.json's "algo"), with a 95% bootstrap band
-    over seeds; or, with `frontier`, training and gold reward against sqrt(KL). Format from `out`'s extension.
-    Returns `out`."""
+    over seeds; or, with `frontier`, training and gold reward against sqrt(KL), over `exact_frontiers` when given
+    (toyrlhf.rl.exact_frontier.run_frontiers). Format from `out`'s extension. Returns `out`."""
     output_format(out)
     if smooth < 1:
         raise UserError(f"smoothing window must be a positive integer, got {smooth}")
@@ -167,6 +168,6 @@ def plot_runs(run_dirs, metrics=None, out="plot.png", smooth: int = 1, frontier:
     runs = [d if isinstance(d, Run) else load_run(d) for d in run_dirs]
     if frontier:
         check_metrics(runs, ("reward", "gold_reward", "kl"))
-        return save_figure(frontier_figure(runs, smooth), out)
+        return save_figure(frontier_figure(runs, smooth, exact_frontiers), out)
     metrics = check_metrics(runs, metrics or default_metrics(runs))
     return save_figure(runs_figure(runs, metrics, smooth), out)

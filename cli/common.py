@@ -292,7 +292,8 @@ def echo_summary(title: str, rows: list[tuple[str, object]]) -> None:
 
 def set_option(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                        help="Override any config setting (repeatable), e.g. --set lr=1e-3")(f)
+                        help="Override any config setting (repeatable), e.g. --set lr=1e-3; `toyrlhf settings` "
+                             "lists every key with its type, default and meaning.")(f)
 
 
 @contextlib.contextmanager

@@ -88,8 +88,10 @@ for _cmd in (tasks_cmd, pretrain_cmd, sft_cmd, rm_cmd):
     app.add_command(_cmd)
 
 from . import commands_bon, commands_eval, commands_exact, commands_inspect, commands_plot, commands_rl, commands_sweep  # noqa: E402,E501
+from . import commands_settings  # noqa: E402
 
-for _mod in (commands_rl, commands_exact, commands_plot, commands_eval, commands_sweep, commands_bon, commands_inspect):
+for _mod in (commands_rl, commands_exact, commands_plot, commands_eval, commands_sweep, commands_bon, commands_inspect,
+             commands_settings):
     _mod.register(app)
 
 

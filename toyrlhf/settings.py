@@ -194,3 +194,47 @@ def config_hash(*parts) -> str:
     """Stable short hash of JSON-able parts (the stage-cache key)."""
     blob = json.dumps([p if isinstance(p, dict) else to_dict(p) for p in parts], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ the settings, listed
+def field_docs(cls) -> dict[str, str]:
+    """Field name -> its docstring (the string literal under the field in toyrlhf/config.py, read with ast from the
+    class's source), whitespace collapsed to one line; '' for a field without one."""
+    import ast
+    import inspect
+    import textwrap
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    out: dict[str, str] = {}
+    for node, after in zip(body, body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            doc = ""
+            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and \
+                    isinstance(after.value.value, str):
+                doc = " ".join(after.value.value.split())
+            out[node.target.id] = doc
+    return out
+
+
+def type_name(typ) -> str:
+    """'int', 'float', 'str', 'bool', or 'float or none' for Optional[float]."""
+    args = typing.get_args(typ)
+    if type(None) in args:
+        return " or ".join(type_name(a) for a in args if a is not type(None)) + " or none"
+    return getattr(typ, "__name__", str(typ))
+
+
+def setting_rows(cls, prefix: str = "", defaults: dict | None = None) -> list[dict]:
+    """Every `--set` key of config dataclass `cls` (RLConfig for `toyrlhf run`), nested dataclasses as dotted keys
+    (pretrain.lr, rm.head, ...): dicts with key, type, default (the value in `cls()`, resolved) and description (the
+    field's docstring)."""
+    defaults = to_dict(cls()) if defaults is None else defaults
+    docs = field_docs(cls)
+    rows = []
+    for name, typ in _field_types(cls).items():
+        if dataclasses.is_dataclass(typ):
+            rows += setting_rows(typ, f"{prefix}{name}.", defaults[name])
+        else:
+            rows.append({"key": prefix + name, "type": type_name(typ), "default": defaults[name],
+                         "description": docs.get(name, "")})
+    return rows

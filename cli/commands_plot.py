@@ -69,15 +69,19 @@ def plot_cmd(run_dirs, metrics, smooth, frontier, no_exact, out):
         click.echo(f"  {name:<{width}}  {plotting.runs_text(group)}")
     click.echo(f"  metrics: {'reward, gold_reward vs sqrt(kl)' if frontier else ', '.join(shown)}")
     if fronts:
-        click.echo(f"  exact frontier: {len(fronts)} reference{'s' if len(fronts) != 1 else ''}; final reward below "
-                   f"the frontier at the run's final KL (means of the last steps, as in summary.json):")
-        for name, gap in _frontier_gaps(groups, fronts).items():
-            click.echo(f"    {name:<{width}}  {gap:.3f}")
+        click.echo(f"  exact frontier: {len(fronts)} reference{'s' if len(fronts) != 1 else ''}; at each run's final KL "
+                   f"(means of the last steps, as in summary.json), optimum - run:")
+        click.echo(f"    {'':<{width}}  training reward  gold reward (of the proxy's optimum)")
+        for name, (gap, gold_gap) in _frontier_gaps(groups, fronts).items():
+            click.echo(f"    {name:<{width}}  {gap:15.3f}  {gold_gap:11.3f}")
 
 
 def _frontier_gaps(groups: dict, fronts: list) -> dict:
-    """Per group, the mean over its runs of frontier_reward_at(final KL) - final reward: how far below the exact
-    optimum at its own KL an algorithm ends."""
+    """Per group, the means over its runs of frontier_reward_at(final KL) - final reward, and of the gold reward of
+    the proxy's optimum at that KL - final gold reward: how far below the exact optimum at its own KL an algorithm
+    ends."""
+    import numpy as np
+
     from toyrlhf import plotting
     from toyrlhf.exact import frontier_reward_at
 
@@ -86,11 +90,12 @@ def _frontier_gaps(groups: dict, fronts: list) -> dict:
     for name, group in groups.items():
         gaps = []
         for r in group:
-            kl, reward = plotting.final_value(r, "kl"), plotting.final_value(r, "reward")
-            if kl is not None and reward is not None and r.path in of_run:
-                gaps.append(frontier_reward_at(of_run[r.path], kl) - reward)
+            kl, reward, gold = (plotting.final_value(r, k) for k in ("kl", "reward", "gold_reward"))
+            if None not in (kl, reward, gold) and r.path in of_run:
+                f = of_run[r.path]
+                gaps.append((frontier_reward_at(f, kl) - reward, float(np.interp(kl, f["kl"], f["gold"])) - gold))
         if gaps:
-            out[name] = float(sum(gaps) / len(gaps))
+            out[name] = tuple(float(v) for v in np.mean(gaps, axis=0))
     return out
 
 

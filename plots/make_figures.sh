@@ -11,7 +11,8 @@ echo "run folders go to $work"
 # 1. every preset on the default task (learned reward model), 5 seeds
 toyrlhf compare ppo grpo dr_grpo dapo rloo reinforce gspo --seeds 5 --steps 500 --out "$work/presets" --overwrite
 cp "$work/presets/comparison.png" "$here/presets_pref.png"
-cp "$work/presets/frontier.png" "$here/frontier_pref.png"
+# reward vs sqrt(KL) over the exact optimal frontier of each seed's reference (the gaps go to frontier_pref.txt)
+toyrlhf plot --frontier "$work/presets/" --smooth 20 --out "$here/frontier_pref.png" | tee "$here/frontier_pref.txt"
 cp "$work/presets/comparison.md" "$here/presets_pref.md"
 
 # 1b. the same start with the weaker, mean-pooled reward model: over-optimisation (Gao et al. 2022)

@@ -94,5 +94,5 @@ def test_plot_frontier_command_draws_it_and_reports_the_gap(runs, monkeypatch, t
     text = capsys.readouterr().out
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert "exact frontier: 1 reference;" in text
-    gaps = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("    ")]
-    assert len(gaps) == 2 and all(np.isfinite(gaps))                  # grpo and rloo
+    gaps = [l.split()[1:] for l in text.splitlines() if l.startswith("    ") and l.split()[0] in ("grpo", "rloo")]
+    assert len(gaps) == 2 and all(len(g) == 2 and np.all(np.isfinite(np.array(g, float))) for g in gaps)

@@ -10,8 +10,8 @@ from .run_data import Run, group_runs, runs_text, seed_values, steps_text, tasks
 from .stats import smooth
 from .style import RC, legend, new_figure, style_for, tidy
 
-FRONTIER_LABEL = "exact optimum π* = π_ref·exp(r/β)/Z (β sweep)"
-GOLD_LABEL = "gold reward of π* (the optimum of the training reward)"
+FRONTIER_LABEL = "exact optimum π*"
+GOLD_LABEL = "gold reward of π*"
 
 
 def frontier_points(runs: Sequence[Run], key: str, smooth_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -66,15 +66,12 @@ def frontier_figure(runs: Sequence[Run], smooth_k: int = 1, exact: Sequence[dict
                 seen_y += [y, my]
             xs = np.concatenate(seen_x) if seen_x else np.zeros(0)
             x_max = 1.1 * float(xs.max()) if xs.size and xs.max() > 0 else None
-            for i, front in enumerate(exact):
-                fy = front["reward"] if key == "reward" else front.get("gold")
-                if fy is None:
-                    continue
-                ax.plot(front["sqrt_kl"], fy, color="black", lw=1.4, ls="-" if key == "reward" else "--",
-                        alpha=0.8, zorder=1, label=(FRONTIER_LABEL if key == "reward" else GOLD_LABEL) if i == 0
-                        else None)
-                inside = front["sqrt_kl"] <= (x_max if x_max is not None else np.inf)
-                seen_y.append(np.asarray(fy)[inside])
+            for variant, fronts in _by_reward(exact).items():
+                drawn = _draw_frontiers(ax, fronts, "reward" if key == "reward" else "gold",
+                                        FRONTIER_LABEL if key == "reward" else GOLD_LABEL,
+                                        _variant_text(variant, exact, runs, groups))
+                for fy_x, fy in drawn:
+                    seen_y.append(fy[fy_x <= (x_max if x_max is not None else np.inf)])
             if x_max is not None and exact:
                 ys = np.concatenate([np.ravel(v) for v in seen_y])
                 ys = ys[np.isfinite(ys)]
@@ -89,9 +86,50 @@ def frontier_figure(runs: Sequence[Run], smooth_k: int = 1, exact: Sequence[dict
         smooth_txt = f", trailing mean over {smooth_k} steps" if smooth_k > 1 else ""
         front_txt = ""
         if exact:
-            front_txt = (f"; black: exact optimal frontier{'s' if len(exact) > 1 else ''} of the runs' reference "
-                         f"and training reward" + (f" (one per seed, {len(exact)})" if len(exact) > 1 else ""))
+            front_txt = ("\nblack: exact optimum π* = π_ref·exp(r/β)/Z (β sweep) of the runs' reference and "
+                         "training reward r, and its gold reward" +
+                         ("\n(thin: each seed's reference; bold: their mean)" if len(exact) > len(_by_reward(exact))
+                          else ""))
         fig.suptitle(f"reward vs. distance from the reference (Gao et al. 2022) · {tasks_text(runs)} · "
-                     f"{steps_text(runs)}\nline: mean over seeds per step (marker: last step); dots: every step of "
-                     f"every seed{smooth_txt}{front_txt}")
+                     f"{steps_text(runs)}\ncolour: mean over seeds at each step (marker: last step); dots: every "
+                     f"step of every seed{smooth_txt}{front_txt}")
     return fig
+
+
+def _by_reward(exact: Sequence[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for f in exact:
+        out.setdefault(f.get("reward_settings", ""), []).append(f)
+    return out
+
+
+def _variant_text(variant: str, exact: Sequence[dict], runs: Sequence[Run], groups: dict) -> str:
+    """'' when every run shares one reward function; else the algorithms whose runs use this one."""
+    if len(_by_reward(exact)) < 2:
+        return ""
+    paths = {p for f in exact if f.get("reward_settings", "") == variant for p in f["runs"]}
+    names = [n for n, g in groups.items() if any(r.path in paths for r in g)]
+    return f" ({', '.join(names)})" if len(names) <= 2 else " (the others)"
+
+
+def _draw_frontiers(ax, fronts: Sequence[dict], key: str, label: str, suffix: str) -> list:
+    """One reference: its exact sweep points. Several (one per seed): each thin, and bold their mean on a common
+    sqrt(KL) grid (up to where every sweep reaches). Returns the drawn (x, y) arrays."""
+    fronts = [f for f in fronts if f.get(key) is not None]
+    if not fronts:
+        return []
+    if len(fronts) == 1:
+        f = fronts[0]
+        ax.plot(f["sqrt_kl"], f[key], color="black", lw=1.6, ls="-" if key == "reward" else "--", zorder=1,
+                label=label + suffix)
+        return [(np.asarray(f["sqrt_kl"]), np.asarray(f[key]))]
+    drawn = []
+    for f in fronts:
+        ax.plot(f["sqrt_kl"], f[key], color="black", lw=0.6, alpha=0.3, ls="-" if key == "reward" else "--",
+                zorder=1)
+        drawn.append((np.asarray(f["sqrt_kl"]), np.asarray(f[key])))
+    grid = np.linspace(0.0, min(float(np.max(f["sqrt_kl"])) for f in fronts), 200)
+    mean = np.mean([np.interp(grid, f["sqrt_kl"], f[key]) for f in fronts], axis=0)
+    ax.plot(grid, mean, color="black", lw=2.0, ls="-" if key == "reward" else "--", zorder=1,
+            label=f"{label}, mean of {len(fronts)} refs{suffix}")
+    return drawn + [(grid, mean)]

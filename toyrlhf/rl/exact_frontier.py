@@ -44,7 +44,8 @@ def _frontier(trainer: Trainer, betas) -> dict:
 
 def run_frontiers(run_dirs: Sequence, betas=BETAS) -> list[dict]:
     """One exact frontier per distinct (task, temperature, reference weights, reward) among the RL runs (seeds that
-    build other SFT and reward models get their own), each with "runs": the run folders it belongs to."""
+    build other SFT and reward models get their own), each with "runs": the run folders it belongs to, "seed", and
+    "reward_settings" (runs whose reward function differs, e.g. DAPO's overlong penalty, cannot share a frontier)."""
     groups: dict[str, dict] = {}
     for d in run_dirs:
         cfg = config_from_run(d)
@@ -52,9 +53,10 @@ def run_frontiers(run_dirs: Sequence, betas=BETAS) -> list[dict]:
         m = trainer.models
         rm = (np.append(m.reward_model.model.flat, [m.reward_model.mean, m.reward_model.std])
               if m.reward_model is not None else np.zeros(0))      # its weights and its normalisation
-        key = _digest(m.reference.flat, rm) + repr((cfg.task, cfg.temperature, cfg.reward, cfg.reward_weights,
-                                                      cfg.overlong_penalty, cfg.overlong_cache))
+        reward = repr((cfg.task, cfg.temperature, cfg.reward, cfg.reward_weights, cfg.overlong_penalty,
+                       cfg.overlong_cache))
+        key = _digest(m.reference.flat, rm) + reward
         if key not in groups:
-            groups[key] = {**_frontier(trainer, betas), "runs": [], "seed": cfg.seed}
+            groups[key] = {**_frontier(trainer, betas), "runs": [], "seed": cfg.seed, "reward_settings": reward}
         groups[key]["runs"].append(Path(d))
     return list(groups.values())

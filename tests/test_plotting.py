@@ -309,3 +309,19 @@ def test_curve_styles_stay_distinct_past_the_palette_and_for_the_presets():
     looks = {n: plotting.style_for(n, presets) for n in presets}
     assert len({l["color"] for l in looks.values()}) == 7 and len({l["marker"] for l in looks.values()}) == 7
     assert len({looks[n]["ls"] for n in ("grpo", "reinforce", "rloo")}) == 3
+
+
+def test_check_figure_shows_one_minus_cos_on_a_log_axis_with_a_legend_for_its_colours():
+    """GRPO's cos 0.9957 and RLOO's cos 1 - 1e-16 differ by decades on the 1 - cos axis, not by a pixel."""
+    from toyrlhf.check.rows import CheckReport, CheckRow
+    rows = [CheckRow("KL value", "KL k1 (sum)", "KL(pi||ref)", 0.13, 0.13, 0.131, 0.002),
+            CheckRow("policy gradient", "RLOO", "grad E[r]", 0.7, 0.7, 0.7, 0.005, cos=1.0, ratio=1.0),
+            CheckRow("policy gradient", "GRPO", "grad E[r]", 0.7, 0.49, 0.5, 0.004, cos=0.9957, ratio=0.70),
+            CheckRow("KL gradient", "k1 as loss", "grad KL", 0.25, 0.0, 0.01, 0.005, cos=-0.2, ratio=1e-15)]
+    fig = plotting.check_figure(CheckReport(rows, {"task": "arith", "samples": 10}))
+    ax = fig.axes[1]
+    x = ax.collections[-1].get_offsets()[:, 0]          # the markers, one per gradient row, log10(1 - cos)
+    np.testing.assert_allclose(x, [-16.0, np.log10(1 - 0.9957), 0.0], atol=1e-6)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("parallel" in l for l in labels) and any("expected gradient 0" in l for l in labels)
+    assert len(labels) == 3 and "1 − cos" in ax.get_xlabel()

@@ -10,7 +10,7 @@ import click
 from toyrlhf.errors import UserError
 from toyrlhf.locks import folder_lock
 
-from .common import set_option, sigterm_as_interrupt
+from .common import RUNS_FAILED, set_option, sigterm_as_interrupt
 
 
 # ------------------------------------------------------------------------------------------ plot
@@ -250,7 +250,7 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     for (algo, seed), err in failed.items():
         click.echo(f"toyrlhf: run {algo}-s{seed} failed: {err}", err=True)
     if not done:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(RUNS_FAILED)
     md = _write_comparison(done, configs, algos, task, seeds, root)
     steps_txt = max(c.steps for c in configs.values())
     click.echo(f"compared {', '.join(algos)} on {task}: {len(done)} of {n_runs} runs "
@@ -262,7 +262,7 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     click.echo(f"  figures  {root / 'comparison.png'}, {root / 'frontier.png'}")
     click.echo(f"  tables   {root / 'comparison.md'}, {root / 'comparison.csv'}")
     if failed:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(RUNS_FAILED)
 
 
 def register(app) -> None:

@@ -10,7 +10,7 @@ import click
 from toyrlhf.errors import UserError
 from toyrlhf.settings import parse_set_options
 
-from .common import set_option
+from .common import RUNS_FAILED, set_option
 
 
 @click.command("sweep")
@@ -60,7 +60,7 @@ def sweep_cmd(grid_file, out, jobs, ray_address, overwrite, overrides):
     for name, err in outcome.failed.items():
         click.echo(f"toyrlhf: run {name} failed: {err}", err=True)
     if not outcome.run_dirs:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(RUNS_FAILED)
     click.echo(f"{title}: {len(outcome.run_dirs)} finished ({outcome.skipped} already were), "
                f"{outcome.stages_built} upstream stage{'s' if outcome.stages_built != 1 else ''} built, "
                f"{outcome.wall_s:.1f} s -> {root}")
@@ -71,7 +71,7 @@ def sweep_cmd(grid_file, out, jobs, ray_address, overwrite, overrides):
     click.echo(f"  tables  {root / 'sweep.md'}, {root / 'sweep.csv'}")
     sys.stdout.flush()
     if outcome.failed:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(RUNS_FAILED)
 
 
 def register(app) -> None:

@@ -249,6 +249,11 @@ def counted(bar):
     return callback
 
 
+RUNS_FAILED = 4
+"""Exit code of `compare` and `sweep` when some of their runs failed or diverged (each is named on one stderr line;
+the finished runs, their table and figures are kept). 1 stays reserved for a bug."""
+
+
 def timed(fn):
     """Run fn() and return (result, seconds)."""
     import time

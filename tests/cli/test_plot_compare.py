@@ -167,3 +167,14 @@ def test_a_stopped_compare_worker_ends_its_run_at_a_step_boundary_with_a_checkpo
         assert int(z["step"]) == 3
     monkeypatch.setattr(local, "_STOP", StopAfter(0))
     assert "not started" in local.train_stoppable(to_dict(cfg), str(tmp_path / "other"))["error"]
+
+
+def test_compare_whose_runs_diverge_exits_4_naming_each_failed_run(tmp_path):
+    """Issue 13 item 5: failed runs are not exit 0 (nor 1, which means a bug); each is named on stderr."""
+    p = subprocess.run([sys.executable, "-m", "toyrlhf", "compare", "grpo", "--seeds", "1", "--steps", "3",
+                        "--out", str(tmp_path / "c"), "--set", "lr=1e308", *SMALL], capture_output=True, text=True,
+                       cwd=tmp_path, env={**os.environ, "TOYRLHF_CACHE_DIR": str(tmp_path / "cache"),
+                                          "MPLBACKEND": "Agg"}, timeout=300)
+    assert p.returncode == 4, p.stderr[-2000:]
+    assert "toyrlhf: run grpo-s0 failed: NumericalError" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -71,7 +71,9 @@ def main():
         c = np.array([[ceiling[h, n, s] for s in range(args.seeds)] for n in PAIRS])
         gap = 100.0 * (c - a)
         mean_gap, half = zip(*(t_interval(g) for g in gap))
-        ax_acc.plot(PAIRS, a.mean(axis=1), "o-", color=colours[h], label=f"RM, head={h}")
+        acc_half = [t_interval(row)[1] for row in a]
+        ax_acc.errorbar(PAIRS, a.mean(axis=1), yerr=np.nan_to_num(acc_half), fmt="o-", color=colours[h], capsize=3,
+                        label=f"RM, head={h}")
         ax_gap.errorbar(PAIRS, mean_gap, yerr=np.nan_to_num(half), fmt="o-", color=colours[h], capsize=3,
                         label=f"head={h}")
         for i, n in enumerate(PAIRS):
@@ -91,7 +93,8 @@ def main():
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, loc="lower right" if ax is ax_acc else "upper right")
-    fig.suptitle(f"reward model on pref: default settings, seed-0 SFT model, {args.seeds} seeds per point")
+    fig.suptitle(f"reward model on pref: default settings, seed-0 SFT model, {args.seeds} seeds per point\n"
+                 f"points: mean over the seeds; error bars (both panels): 95% Student-t interval over the seeds")
     fig.tight_layout()
     save_figure(fig, args.out)
     table = (f"# Reward-model accuracy against data (pref, {args.seeds} seeds per row, exact population figures)\n\n"

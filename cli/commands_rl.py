@@ -14,7 +14,7 @@ from toyrlhf.library_names import NAMES
 from toyrlhf.rl.algorithms import ALGORITHMS, KNOB_COLUMNS, LIBRARY_PRESETS, METHODS, PARADIGM, PRESETS
 from toyrlhf.rl.losses import AGGREGATIONS, KL_ESTIMATORS, ROLLOUT_CORRECTIONS
 from toyrlhf.rl.surrogates import SURROGATES
-from toyrlhf.runs import prepare_run_dir, removed_on_failure
+from toyrlhf.runs import INITIAL_STEPS, final_window, prepare_run_dir, removed_on_failure
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
 from .common import echo_summary, progress_bar, set_option
@@ -111,8 +111,8 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
                         ("exact_gold_reward", "exact gold reward")):
         if f"final_{key}" in summary and summary[f"final_{key}"] is not None:
             rows.append((label_, f"{_num(summary.get(f'initial_{key}'))} -> {_num(summary[f'final_{key}'])}"))
-    n = summary["steps"]   # the windows of rl.run.summarize: the first 10 steps, the last max(1, min(25, n // 5))
-    rows.append(("(initial -> final)", f"means over steps 1-{min(10, n)} -> over the last {max(1, min(25, n // 5))} "
+    n = summary["steps"]
+    rows.append(("(initial -> final)", f"means over steps 1-{min(INITIAL_STEPS, n)} -> over the last {final_window(n)} "
                                       f"steps"))
     rows.append(("wall time", f"{summary['wall_time_s']:.2f} s ({summary['step_time_ms']:.2f} ms/step)"))
     echo_summary(f"{cfg.algo} on {cfg.task}, {summary['steps']} steps, seed {cfg.seed} -> {run_dir}", rows)

@@ -386,3 +386,13 @@ def stage_run(out, name: str, overwrite: bool, bars: Callable | None):
         except BaseException:
             run.remove_written(created=not existed)
             raise
+
+
+INITIAL_STEPS = 10
+"""summary.json's initial_* figures: the mean over the first INITIAL_STEPS logged steps."""
+
+
+def final_window(n_steps: int) -> int:
+    """How many of the last steps summary.json's final_* figures average: max(1, min(25, n // 5)) (a few steps of a
+    short run, 25 of a long one: less noise than the last step alone, still the end of the run)."""
+    return max(1, min(25, n_steps // 5))

@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import UserError
-from ..runs import read_json, read_metrics
+from ..runs import final_window, read_json, read_metrics
 from .stats import smooth
 
 @dataclass
@@ -196,7 +196,7 @@ def aligned(runs: Sequence[Run], key: str, k: int = 1) -> tuple[np.ndarray, np.n
 
 def final_value(run: Run, key: str):
     """Mean of `key` over the last max(1, min(25, steps // 5)) steps (the rule summary.json's final_* uses)."""
-    rows = run.rows[-max(1, min(25, len(run.rows) // 5)):]
+    rows = run.rows[-final_window(len(run.rows)):]
     vals = [r[key] for r in rows if is_number(r.get(key)) and math.isfinite(r[key])]
     return float(np.mean(vals)) if vals else None
 

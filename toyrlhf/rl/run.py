@@ -15,7 +15,7 @@ from ..config import RLConfig
 from ..errors import UserError
 from ..plotting import plot_run_curves
 from ..checkpoints import METADATA_BYTES, RL_CRITIC_WEIGHTS, model_params, rl_checkpoint_layout
-from ..runs import (Interrupted, MetricsLog, NumericalError, deferred_signals, from_json_array,  # noqa: F401
+from ..runs import (INITIAL_STEPS, Interrupted, MetricsLog, final_window, NumericalError, deferred_signals, from_json_array,  # noqa: F401
                     load_npz, npz_members, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
 from ..run_logs import CompletionsLog, TensorBoardLog, completion_records
 from ..settings import to_dict
@@ -247,7 +247,7 @@ def _stopped(flag, trainer: Trainer, cfg: RLConfig, run_dir: Path) -> str:
 
 def summarize(run_dir: Path, trainer: Trainer, wall: float) -> dict:
     rows = read_metrics(run_dir)
-    first, last = rows[:10], rows[-max(1, min(25, len(rows) // 5)):]
+    first, last = rows[:INITIAL_STEPS], rows[-final_window(len(rows)):]
 
     def avg(rs, k):
         vals = [r[k] for r in rs if r.get(k) is not None]

@@ -29,3 +29,25 @@ done
 toyrlhf compare dpo ppo --task pref --seeds "$seeds" --steps "$steps" --set rm.pairs=1000 \
     --out "$work/few-pairs" --overwrite
 python "$here/dpo_facts.py" --runs "$work/unified-pref" --runs "$work/few-pairs" --out "$here/dpo_facts.md"
+
+# Two ablations of GRPO's gap to online RFT on arith (README): no KL (beta = 0), and dynamic sampling (all-equal
+# groups redrawn, so more samples than the matched budget): plots/unified_arith_ablation.md
+for ablation in beta=0 dynamic_sampling=true; do
+    toyrlhf compare grpo --task arith --seeds "$seeds" --steps "$steps" --set "$ablation" \
+        --out "$work/ablation-$ablation" --overwrite
+    python "$here/unified_table.py" "$work/ablation-$ablation" --out "$work/ablation-$ablation/table.md"
+done
+{
+    echo "# GRPO on arith: two ablations of its gap to online RFT ($seeds seeds x $steps steps)"
+    echo
+    echo "Written by plots/unified_paradigm.sh. Rows: grpo with --set beta=0 (no KL), then with --set dynamic_sampling=true"
+    echo "(groups whose rewards are all equal are redrawn: more samples per step than the matched budget)."
+    echo "Compare with grpo and online_rft in plots/unified_arith.md."
+    echo
+    for ablation in beta=0 dynamic_sampling=true; do
+        echo "## --set $ablation"
+        echo
+        sed -n '/^| method |/,/^$/p' "$work/ablation-$ablation/table.md"
+        echo
+    done
+} > "$here/unified_arith_ablation.md"

@@ -6,8 +6,17 @@ Exact counterparts (arith, 2 prompts, 1,555 completions each, a random policy an
     online RFT, keep=best:     the same with pi_bon,G(y)/G (exact.best_of_n, ties at random) in place of pi(y) I(y)
     online DPO:                E[grad L] = (1/Q) sum_q sum_y 2 pi(y) sum_y' pi(y') h(y, y') grad log pi(y),
                                h = dl/du(u(y, y')) - alpha/|y| if r(y) > r(y'), -dl/du(u(y', y)) if r(y) < r(y'), 0 if equal
-    offline DPO / RFT / SFT:   a minibatch drawn with replacement: E = the full-data gradient.
+    offline DPO:               a minibatch drawn with replacement: E = the full-data gradient.
+    offline RFT:               the kept set of k groups of G per prompt drawn once from pi_sft: given the counts n_q
+                               kept per prompt, its rows are i.i.d. from pi_sft(y | q, correct), so
+                               E[full-data gradient] = -sum_q E[n_q / N | N >= 1] E_{pi_sft}[(1/|y|) grad log pi(y) | q, correct],
+                               the count ratios summed exactly over the joint binomial law of (n_1, n_2)
+    SFT (arith):               each prompt has one demonstration (the intended working), prompts uniform: E = the mean
+                               of the per-prompt gradients; a minibatch of fresh demonstrations is unbiased for it.
 """
+from types import SimpleNamespace
+
+from scipy import stats
 import numpy as np
 import pytest
 
@@ -17,7 +26,8 @@ from toyrlhf.config import preset_config
 from toyrlhf.model import TinyLM
 from toyrlhf.rl.dpo import online_dpo_loss, pair_gradient
 from toyrlhf.rl.preference_losses import PREFERENCE_LOSSES
-from toyrlhf.rl.rft import online_rft_loss
+from toyrlhf.rl.preference_losses import nll_loss
+from toyrlhf.rl.rft import RFTTrainer, online_rft_loss
 from toyrlhf.rl.rollout import Rollout
 from toyrlhf.tasks import get_task
 
@@ -124,4 +134,72 @@ def test_offline_dpo_minibatch_is_unbiased_for_the_full_data_gradient(models):
     full = grad(np.arange(8))
     rng = np.random.default_rng(6)
     z = z_scores(np.array([grad(rng.integers(0, 8, 4)) for _ in range(400)]), full)
+    assert np.all(np.abs(z) < 4.0), z
+
+
+class _TwoPromptArith(type(TASK)):
+    """arith restricted to PROMPT_IDS, so the trainers' own data builders can be enumerated exactly."""
+
+    def prompts(self):
+        return super().prompts()[PROMPT_IDS]
+
+
+def _nll_gradient(model, tokens, mask):
+    logp, _, cache = model.logp_forward(tokens, mask)
+    return model.logp_backward(nll_loss(logp, mask)[1], cache)
+
+
+def _count_shares(p: np.ndarray, m: int) -> np.ndarray:
+    """E[n_q / N | N >= 1] for n_q ~ Binomial(m, p_q) independently (two prompts), N = n_1 + n_2, summed exactly."""
+    n = np.arange(m + 1)
+    joint = np.outer(stats.binom.pmf(n, m, p[0]), stats.binom.pmf(n, m, p[1]))
+    joint[0, 0] = 0.0                            # build_data refuses an empty kept set
+    N = np.maximum(n[:, None] + n[None, :], 1)
+    return np.array([np.sum(joint * n[:, None] / N), np.sum(joint * n[None, :] / N)]) / joint.sum()
+
+
+@pytest.mark.parametrize("rule, k", [("correct", 128), ("best", 2)])
+def test_offline_rft_dataset_gradient_matches_its_exact_expectation(models, rule, k):
+    """RFTTrainer.build_data's kept set, redrawn M times, against the exact expectation over pi_sft's samples:
+    'correct' keeps pi_sft(y | q, correct) rows in the count shares above; 'best' keeps one row per group, drawn
+    from best-of-G (exact.best_of_n), k groups per prompt."""
+    sampler, theta = models                     # pi_sft draws the dataset; the gradient is taken at theta
+    task = _TwoPromptArith()
+    enum = exact.enumerate_task(sampler, task)
+    gold = task.gold_reward(*enum.split())
+    keep = task.is_correct(*enum.split()) if rule == "correct" else None
+    w = np.zeros(enum.n)                        # the kept set's expected share of each completion
+    for q in range(2):
+        s = slice(enum.offsets[q], enum.offsets[q + 1])
+        if rule == "best":
+            w[s] = exact.best_of_n(enum.probs[s], gold[s], G) / 2
+        else:
+            p = [np.sum((enum.probs * keep)[enum.offsets[j]:enum.offsets[j + 1]]) for j in range(2)]
+            w[s] = _count_shares(np.array(p), k * G)[q] * enum.probs[s] * keep[s] / p[q]
+    theta_enum = exact.rescore(theta, enum)
+    g_exact = exact.grad_token_weights(theta, theta_enum, np.where(enum.mask, (-w / enum.lengths)[:, None], 0.0))
+
+    def kept_set_gradient(seed):
+        cfg = preset_config("rft", task="arith", rft_samples=k, group_size=G, rft_keep=rule, seed=seed)
+        me = SimpleNamespace(cfg=cfg, task=task, models=SimpleNamespace(reference=sampler),
+                             reward_fn=lambda tok, mask, prompts, comps: task.gold_reward(prompts, comps))
+        tokens, mask, _ = RFTTrainer.build_data(me)
+        return _nll_gradient(theta, tokens, mask)
+
+    z = z_scores(np.array([kept_set_gradient(seed) for seed in range(M)]), g_exact)
+    assert np.all(np.abs(z) < 4.0), z
+
+
+def test_sft_minibatch_matches_the_exact_demonstration_gradient(models):
+    """arith's demonstrations are the intended working, one per prompt: fresh minibatches average to its gradient."""
+    policy, _ = models
+    task = _TwoPromptArith()
+    prompts, comps = task.demonstrations(200, np.random.default_rng(0))
+    rows = np.unique(np.hstack([prompts, comps]), axis=0)
+    assert len(rows) == len(PROMPT_IDS)          # deterministic demonstrations: one row per prompt
+    tokens, mask = tk.join(rows[:, :task.prompt_len], rows[:, task.prompt_len:])
+    g_exact = _nll_gradient(policy, tokens, mask)
+    rng = np.random.default_rng(7)
+    batches = [tk.join(*task.demonstrations(16, rng)) for _ in range(M)]
+    z = z_scores(np.array([_nll_gradient(policy, t, mk) for t, mk in batches]), g_exact)
     assert np.all(np.abs(z) < 4.0), z

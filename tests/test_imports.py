@@ -42,6 +42,7 @@ LAYERS = {
         "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
         "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses", "toyrlhf.library_names", "toyrlhf.rl.token_masks"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.budget", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",
+        "toyrlhf.rl.trainer_state",
         "toyrlhf.rl.run", "toyrlhf.rl.exact_metrics", "toyrlhf.rl.exact_eval", "toyrlhf.rl.exact_update",
         "toyrlhf.rl.method_base", "toyrlhf.rl.rft", "toyrlhf.rl.dpo", "toyrlhf.rl.methods", "toyrlhf.rl.bon",
         "toyrlhf.rl.dpo_facts", "toyrlhf.rl.exact_frontier",

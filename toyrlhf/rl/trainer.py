@@ -14,10 +14,8 @@ Pseudocode of a step (each line is one method of ``Trainer``):
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -28,13 +26,13 @@ from ..errors import UserError
 from ..model import TinyLM
 from ..optim import Adam, clip_grad_norm
 from ..reward_model import cached_reward_model
-from ..runs import Interrupted, NumericalError, from_json_array, json_array, load_npz, read_json, save_npz
-from ..settings import from_dict, to_dict
+from ..runs import Interrupted, NumericalError, save_npz
 from ..tasks import get_task
 from . import advantages as adv_mod
-from . import exact_update, losses, surrogates, token_masks
+from . import exact_update, losses, surrogates, token_masks, trainer_state
 from .advantages_baselines import multi_reward_advantages
 from .rollout import RewardFn, Rollout, greedy_rewards, rollout
+from .trainer_state import RESUMABLE_CHANGES, check_same_run, config_from_run  # noqa: F401 (their home before)
 
 
 @dataclass
@@ -425,125 +423,16 @@ class Trainer:
             out.update(self.exact_fn(self))
         return out
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints (rl/trainer_state.py)
     def state_arrays(self) -> dict:
-        m = self.models
-        out = {"step": np.array(self.step_count), "policy": m.policy.flat, "reference": m.reference.flat,
-               "model_config": json_array(m.policy.config.to_dict()), "config": json_array(to_dict(self.cfg)),
-               "rng": json_array(self.rng.bit_generator.state), "kind": np.array("rl"),
-               "task": np.array(self.cfg.task), "kl_ctl": json_array(self.kl_ctl.state_dict())}
-        for k, v in self.opt.state().items():
-            out[f"opt_{k}"] = v
-        if self.cfg.entropy_target is not None:
-            out["entropy_coef"] = np.array(self.entropy_coef)
-        if m.critic is not None:
-            out["critic"] = m.critic.flat
-            for k, v in self.critic_opt.state().items():
-                out[f"critic_opt_{k}"] = v
-        return out
+        return trainer_state.state_arrays(self)
 
     def save(self, path) -> None:
         save_npz(path, self.state_arrays())
 
     def load_state(self, path) -> None:
-        """Restore everything `state_arrays` saved. Only the members it writes are read, each within the size its
-        shape allows (checkpoints.rl_checkpoint_layout), and the whole checkpoint is checked before anything is
-        changed. A UserError for a checkpoint of another kind, shape, run or algorithm; weights or Adam moments that
-        are not finite float64 vectors of the model's size, or a negative second moment; a step or Adam count that
-        is not a non-negative integer; a corrupt RNG, KL-controller or entropy-coefficient state."""
-        m, cfg = self.models, self.cfg
-        n_critic = None if m.critic is None else m.critic.flat.size
-        z = load_npz(path, **stages.rl_checkpoint_layout(m.policy.flat.size, n_critic,
-                                                         entropy_coef=cfg.entropy_target is not None))
-        if str(z["kind"]) != "rl":
-            raise UserError(f"{path}: holds a {z['kind']} model, not an RL run's checkpoint")
-
-        def count(name: str) -> int:   # a float or a boolean is no count: int() would silently truncate it
-            a = z[name]
-            if a.shape != () or a.dtype.kind not in "iu" or int(a) < 0:
-                raise ValueError(f"{name} is not a non-negative integer")
-            return int(a)
-
-        def vector(name: str, model: TinyLM) -> np.ndarray:   # float32 would load, but the resume would be inexact
-            a = z[name]
-            if a.dtype != np.float64:
-                raise ValueError(f"{name} holds {a.dtype} numbers, not float64")
-            if a.shape != model.flat.shape:
-                raise ValueError(f"{name} has shape {a.shape}, this run's model {model.flat.size} parameters")
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"{name} holds non-finite numbers")
-            return a
-
-        try:
-            if from_json_array(z["model_config"]) != m.policy.config.to_dict():
-                raise ValueError("a model of another shape")
-            step = count("step")
-            rng_state = from_json_array(z["rng"])
-            kl_state = from_json_array(z["kl_ctl"])
-            opt = {"m": vector("opt_m", m.policy), "v": vector("opt_v", m.policy), "t": count("opt_t")}
-            flats = {"policy": (m.policy, vector("policy", m.policy)),
-                     "reference": (m.reference, vector("reference", m.reference))}
-            critic_opt = None
-            if m.critic is not None:
-                flats["critic"] = (m.critic, vector("critic", m.critic))
-                critic_opt = {"m": vector("critic_opt_m", m.critic), "v": vector("critic_opt_v", m.critic),
-                              "t": count("critic_opt_t")}
-            if np.any(opt["v"] < 0) or (critic_opt is not None and np.any(critic_opt["v"] < 0)):
-                raise ValueError("negative Adam second moment (v is a running mean of squares)")
-            check_same_run(z, cfg)
-            probe = np.random.default_rng()
-            try:
-                probe.bit_generator.state = rng_state      # validates the RNG state without touching ours
-            except Exception as e:  # noqa: BLE001 - numpy raises ValueError, TypeError, KeyError, OverflowError...
-                raise ValueError(f"corrupt RNG state ({e.__class__.__name__})") from None
-            type(self.kl_ctl)(1.0, 1.0, 1.0).load_state_dict(kl_state)
-            entropy_coef = self.entropy_coef
-            if cfg.entropy_target is not None:   # adaptive_entropy_coef keeps it in [0, cap] after the first step
-                e = z["entropy_coef"]
-                if e.shape != () or e.dtype.kind != "f" or not 0 <= float(e) <= max(cfg.entropy_coef_max,
-                                                                                    cfg.entropy_coef):
-                    raise ValueError(f"entropy_coef is not a number in [0, {cfg.entropy_coef_max}]")
-                entropy_coef = float(e)
-        except (KeyError, ValueError, TypeError, OverflowError, json.JSONDecodeError) as e:
-            msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-            raise UserError(f"{path}: checkpoint does not match this run ({msg})") from None
-        for model, flat in flats.values():
-            model.set_flat(flat)
-        self.opt.load_state(opt)
-        if critic_opt is not None:
-            self.critic_opt.load_state(critic_opt)
-        self.rng.bit_generator.state = rng_state
-        self.kl_ctl.load_state_dict(kl_state)
-        self.entropy_coef = entropy_coef
-        self.step_count = step
-
-
-RESUMABLE_CHANGES = ("steps",)
-"""Settings a resumed run may change (`toyrlhf run --resume DIR --steps N` extends it); any other difference between
-a checkpoint's config and the run's means the checkpoint (or config.json) belongs to another run."""
-
-
-def check_same_run(z: dict, cfg: RLConfig) -> None:
-    """ValueError unless checkpoint arrays `z` were written by a run with `cfg`'s settings (apart from
-    RESUMABLE_CHANGES): a checkpoint of another seed or task of the same shape, or another run's config.json."""
-    if "config" not in z:
-        raise ValueError("no config in the checkpoint")
-    saved = from_json_array(z["config"])
-    if not isinstance(saved, dict):
-        raise ValueError("the checkpoint's config is not a table")
-    ours = to_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(ours) if k not in RESUMABLE_CHANGES and saved.get(k) != ours.get(k))
-    if "task" in z and str(z["task"]) != cfg.task and "task" not in diff:
-        diff.insert(0, "task")
-    if diff:
-        k = diff[0]
-        raise ValueError(f"written by another run: {k} {_short(saved.get(k))} in the checkpoint, {_short(ours.get(k))} "
-                         f"in config.json" + (f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""))
-
-
-def _short(v) -> str:
-    text = json.dumps(v, sort_keys=True) if not isinstance(v, str) else repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
+        """Restore everything `state_arrays` saved, each member checked first (trainer_state.load_state)."""
+        trainer_state.load_state(self, path)
 
 
 def _split(ro: Rollout, task):
@@ -559,8 +448,3 @@ def _check_finite(step: int, **quantities) -> None:
     for name, value in quantities.items():
         if not np.all(np.isfinite(value)):
             raise NumericalError(f"non-finite {name.replace('_', ' ')} at step {step}")
-
-
-def config_from_run(run_dir) -> RLConfig:
-    data = read_json(Path(run_dir) / "config.json")
-    return from_dict(RLConfig, data)

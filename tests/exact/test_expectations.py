@@ -76,7 +76,7 @@ def test_best_of_n_distribution_matches_enumerating_n_tuples_and_sums_to_one():
 
 
 def test_best_of_n_kl_is_below_log_n_minus_n_minus_1_over_n_and_matches_the_papers_table():
-    """Beirami et al. 2024: the formula is an upper bound, tight without ties (PAPERS.md §7.2 table)."""
+    """Beirami et al. 2024: the formula is an upper bound, tight without ties."""
     table = {(2, 4): 0.459, (5, 4): 0.607, (50, 4): 0.636, (2, 16): 0.693, (5, 16): 1.480, (50, 64): 3.109}
     for (support, n), want in table.items():
         p = np.full(support, 1.0 / support)

@@ -248,3 +248,31 @@ def test_make_split_records_the_prompt_population_of_each_side():
     assert np.union1d(train.population_ids, heldout.population_ids).size == len(task.prompts())
     assert np.isin(train.prompt_ids, train.population_ids).all()
     assert np.isin(heldout.prompt_ids, heldout.population_ids).all()
+
+
+# ------------------------------------------------------------------------------------------ correlations
+def test_pearson_spearman_and_ranks_equal_scipy_with_and_without_ties():
+    from scipy import stats
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 17, 500):
+        for ties in (False, True):
+            a = rng.integers(0, 4, n).astype(float) if ties else rng.normal(size=n)
+            b = a + rng.normal(size=n)
+            if np.all(a == a[0]):
+                continue
+            np.testing.assert_array_equal(P.average_ranks(a), stats.rankdata(a))
+            assert P.pearson(a, b) == pytest.approx(stats.pearsonr(a, b)[0], abs=1e-13)
+            assert P.spearman(a, b) == pytest.approx(stats.spearmanr(a, b)[0], abs=1e-13)
+    assert np.isnan(P.pearson(np.ones(5), np.arange(5.0))) and np.isnan(P.spearman(np.arange(5.0), np.ones(5)))
+
+
+def test_within_prompt_correlation_ignores_per_prompt_shifts_that_change_the_pooled_one():
+    """BT identifies r only up to a shift c(x) per prompt: the within-prompt figure is invariant to it."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), 50)
+    gold = rng.normal(size=groups.size)
+    score = gold + 0.5 * rng.normal(size=groups.size)
+    shifted = score + 10.0 * rng.normal(size=6)[groups]
+    within = P.within_groups(P.spearman, score, gold, groups)
+    assert P.within_groups(P.spearman, shifted, gold, groups) == pytest.approx(within, abs=1e-12)
+    assert P.spearman(shifted, gold) < within - 0.3

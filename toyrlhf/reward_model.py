@@ -45,7 +45,6 @@ fit of it to the exact gold reward of the same 64000 pairs stays 3.4 points unde
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
@@ -103,10 +102,88 @@ def rm_loss_and_grad(model: TinyLM, tokens, mask, k: int, margin: float = 0.0):
     """The full RM objective on ranked groups: tokens/mask (n*k, L) group-major, best first.
     L = -(1/n) sum_groups (1/C(k,2)) sum_{i<j} log sigma(r_i - r_j - m)  (Ouyang et al. 2022, InstructGPT eq. 1).
     Returns (loss, flat gradient, rewards (n, k))."""
-    r, cache = model.reward_forward(tokens, mask)
+    return _loss_and_grad(model, model.reward_forward(tokens, mask), k, margin)
+
+
+def _loss_and_grad(model: TinyLM, forward, k: int, margin: float, backward=None):
+    r, cache = forward
     r = r.reshape(-1, k)
     loss, dr = group_bt_loss(r, margin)
-    return loss, model.reward_backward(dr.ravel(), cache), r
+    return loss, (backward or model.reward_backward)(dr.ravel(), cache), r
+
+
+# ------------------------------------------------------------------------------------------ prepared inputs
+class RewardInputs:
+    """Sequences (tokens, mask (B, L)) prepared once for the many forward passes of one reward model over them (the
+    training minibatches, the held-out evaluations): the same rewards as `reward_forward`, bit for bit, cheaper.
+
+    The default head (MLP, fast path, reward_pool 'last') reads one window per sequence: those windows are cut
+    once (`windows`, (B, context)), so a step skips reward_forward's per-call bookkeeping, and `scores` runs the
+    trunk on each distinct window once (held-out sets repeat most sequences: 25600 rows, 4338 distinct on pref).
+    A row's features depend on that row alone, so either way every reward is the same number. Any other head keeps
+    the tokens and goes through reward_forward."""
+
+    def __init__(self, model: TinyLM, tokens: np.ndarray, mask: np.ndarray):
+        tokens, mask = np.asarray(tokens), np.asarray(mask, dtype=bool)
+        self.n = tokens.shape[0]
+        self.tokens, self.mask, self.windows = tokens, mask, None
+        self._grad = None
+        c = model.config
+        if model.fast and c.arch == "mlp" and c.reward_pool == "last":
+            if not mask.any(axis=1).all():
+                raise ValueError("every sequence needs at least one completion token for the reward head")
+            last = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)      # as reward_forward reads it
+            self.windows = model.contexts(tokens, np.arange(self.n), last)
+            self._distinct, self._of_row = _distinct_rows(self.windows, c.vocab_size)
+
+    def forward(self, model: TinyLM, rows: np.ndarray | None = None):
+        """`model.reward_forward` of the sequences `rows` (all by default): (rewards, cache for reward_backward)."""
+        if self.windows is None:
+            sl = slice(None) if rows is None else rows
+            return model.reward_forward(self.tokens[sl], self.mask[sl])
+        X = self.windows if rows is None else self.windows[rows]
+        return _window_forward(model, X)
+
+    def backward(self, model: TinyLM, dr: np.ndarray, cache) -> np.ndarray:
+        """`model.reward_backward(dr, cache)` of a `forward`, into one gradient vector kept between calls (zeroed
+        each time, so the next call overwrites what this one returned): a fresh vector and its views cost as much
+        as the reward head's whole backward pass."""
+        if self.windows is None:
+            return model.reward_backward(dr, cache)
+        if self._grad is None:
+            self._grad = model.zeros_like_params()
+        g, grads = self._grad
+        g[:] = 0.0
+        grads["br"] += float(np.sum(dr))
+        model._fast_scalar_head_backward(np.ascontiguousarray(dr, dtype=np.float64), cache[2], cache[3], "wr", grads)
+        return g
+
+    def scores(self, model: TinyLM) -> np.ndarray:
+        """(B,) raw rewards of every sequence, each distinct window through the trunk once."""
+        if self.windows is None:
+            return model.reward_forward(self.tokens, self.mask)[0]
+        return _window_forward(model, self._distinct)[0][self._of_row]
+
+
+def _distinct_rows(X: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of X (N, k) of ids in [0, base), the index of each row's among them). Rows are compared as
+    one base-`base` number each (np.unique along axis 0 sorts a structured view: 0.3 s on 100k rows, 30x slower);
+    when base**k does not fit in an int64 every row is kept."""
+    N, k = X.shape
+    if k * np.log2(max(base, 2)) >= 62:
+        return X, np.arange(N)
+    key = X @ (base ** np.arange(k - 1, -1, -1, dtype=np.int64))
+    _, first, of_row = np.unique(key, return_index=True, return_inverse=True)
+    return X[first], of_row
+
+
+def _window_forward(model: TinyLM, X: np.ndarray):
+    """reward_forward's 'last' pooling on its windows X (B, context): r_b = H(X_b) @ wr + br, and its cache."""
+    H, tcache = model._fast_trunk(X)
+    # 0.0 + s: what reward_forward's bincount pooling adds (a -0.0 becomes 0.0), so the rewards are its numbers
+    r = (0.0 + model._fast_scalar_head(X, H, "wr")) + model.params["br"][0]
+    B = X.shape[0]
+    return r, (np.arange(B), np.ones(B), H, tcache)
 
 
 # ------------------------------------------------------------------------------------------ the model
@@ -162,24 +239,27 @@ def init_reward_model(sft_model: TinyLM, task: Task, head: str, rng: np.random.G
     return model
 
 
-def _reward_param_mask(model: TinyLM) -> np.ndarray:
-    """Boolean mask over the flat vector: the parameters of the 'reward' role (trunk + reward head)."""
+def _reward_param_slices(model: TinyLM) -> list[slice]:
+    """The flat vector's runs of 'reward'-role parameters (trunk + reward head), as slices: weight decay scales
+    them in place (a boolean mask gathers and scatters 17k numbers per step)."""
     names = ROLE_PARAMS["reward"]
-    mask = np.zeros(model.flat.size, dtype=bool)
-    i = 0
+    out, i = [], 0
     for name, shape in model.shapes.items():
         n = int(np.prod(shape))
         if name in names:
-            mask[i:i + n] = True
+            if out and out[-1].stop == i:
+                out[-1] = slice(out[-1].start, i + n)
+            else:
+                out.append(slice(i, i + n))
         i += n
-    return mask
+    return out
 
 
-def evaluate(model: TinyLM, data: prefs.Preferences, margin: float = 0.0) -> dict:
+def evaluate(model: TinyLM, data: prefs.Preferences, margin: float = 0.0, inputs: RewardInputs | None = None) -> dict:
     """Figures of a scorer on labelled groups: BT loss, realised / expected accuracy, Bayes ceiling and loss floor,
-    agreement with the gold ordering."""
-    tokens, mask = data.joined()
-    r = model.reward_forward(tokens, mask)[0].reshape(data.n, data.k)
+    agreement with the gold ordering. `inputs`: the groups' RewardInputs when they are evaluated repeatedly."""
+    inputs = inputs or RewardInputs(model, *data.joined())
+    r = inputs.scores(model).reshape(data.n, data.k)
     loss, _ = group_bt_loss(r, margin)
     diff, dgold = data.pair_diff(r), data.delta_gold()
     order, n_ordered = prefs.gold_order_accuracy(diff, dgold)
@@ -262,27 +342,27 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
 def _fit(model: TinyLM, train: prefs.Preferences, heldout: prefs.Preferences, cfg: RMConfig,
          rng: np.random.Generator, progress: Callable | None) -> None:
     """cfg.steps AdamW steps on minibatches of cfg.batch_size groups drawn with replacement from `train`."""
-    tokens, mask = train.joined()
-    L = tokens.shape[1]
-    tok3, mask3 = tokens.reshape(train.n, train.k, L), mask.reshape(train.n, train.k, L)
+    inputs = RewardInputs(model, *train.joined())
+    ho_inputs = RewardInputs(model, *heldout.joined()) if progress else None
+    rows = np.arange(train.n * train.k).reshape(train.n, train.k)      # group g's sequences, best first
     opt = Adam(model.flat.size, lr=cfg.lr)
-    decay = _reward_param_mask(model) if cfg.weight_decay > 0 else None
+    decay = _reward_param_slices(model) if cfg.weight_decay > 0 else []
+    i, j = prefs.pair_index(train.k)
     for step in range(cfg.steps):
         idx = rng.integers(0, train.n, cfg.batch_size)
-        loss, grad, r = rm_loss_and_grad(model, tok3[idx].reshape(-1, L), mask3[idx].reshape(-1, L),
-                                         train.k, cfg.margin)
+        loss, grad, r = _loss_and_grad(model, inputs.forward(model, rows[idx].ravel()), train.k, cfg.margin,
+                                       lambda dr, cache: inputs.backward(model, dr, cache))
         stages.check_loss(loss, step, "reward-model training")
         grad, _ = clip_grad_norm(grad, cfg.max_grad_norm)
         if cfg.lr_schedule == "cosine":
             opt.lr = cosine_lr(cfg.lr, step, cfg.steps)
         opt.step(model.flat, grad)
-        if decay is not None:
-            model.flat[decay] *= 1.0 - opt.lr * cfg.weight_decay
+        for sl in decay:
+            model.flat[sl] *= 1.0 - opt.lr * cfg.weight_decay
         if progress:
-            i, j = prefs.pair_index(train.k)
             figures = {"loss": loss, "acc": prefs.accuracy((r[:, i] - r[:, j]).ravel()), "lr": opt.lr}
             if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step + 1 == cfg.steps:
-                ev = evaluate(model, heldout, cfg.margin)
+                ev = evaluate(model, heldout, cfg.margin, ho_inputs)
                 figures.update(heldout_loss=ev["loss"], heldout_expected_accuracy=ev["expected_accuracy"])
             progress(step, figures)
 
@@ -296,9 +376,9 @@ def _summary(model: TinyLM, sft_model: TinyLM, task: Task, cfg: RMConfig, train:
     if cfg.exact and cfg.k == 2:
         ex_tr = exact_population(model, sft_model, task, train.population_ids, cfg.tau, cfg.temperature)
         ex_ho = exact_population(model, sft_model, task, heldout.population_ids, cfg.tau, cfg.temperature)
-    from scipy import stats   # 0.7 s to import: only a run that trains a reward model pays it (issue 12)
     gold = heldout.gold.ravel()
     raw = ho["scores"].ravel()
+    ids = np.repeat(heldout.prompt_ids, heldout.k)
     summary = {
         "stage": "rm", "head": cfg.head, "k": cfg.k, "tau": cfg.tau, "steps": cfg.steps,
         "n_train_groups": train.n, "n_heldout_groups": heldout.n,
@@ -316,10 +396,10 @@ def _summary(model: TinyLM, sft_model: TinyLM, task: Task, cfg: RMConfig, train:
         "train_expected_accuracy": tr["expected_accuracy"], "heldout_expected_accuracy": ho["expected_accuracy"],
         "bayes_accuracy": ho["bayes_accuracy"], "train_bayes_accuracy": tr["bayes_accuracy"],
         "gold_order_accuracy": ho["gold_order_accuracy"], "gold_ordered_pairs": ho["gold_ordered_pairs"],
-        "spearman": _corr(stats.spearmanr, raw, gold), "pearson": _corr(stats.pearsonr, raw, gold),
+        "spearman": prefs.spearman(raw, gold), "pearson": prefs.pearson(raw, gold),
         # BT fixes r only up to a shift per prompt: within-prompt correlations do not depend on those shifts
-        "spearman_within_prompt": _corr_within(stats.spearmanr, raw, gold, np.repeat(heldout.prompt_ids, heldout.k)),
-        "pearson_within_prompt": _corr_within(stats.pearsonr, raw, gold, np.repeat(heldout.prompt_ids, heldout.k)),
+        "spearman_within_prompt": prefs.within_groups(prefs.spearman, raw, gold, ids),
+        "pearson_within_prompt": prefs.within_groups(prefs.pearson, raw, gold, ids),
         # the same figures over the whole pair population of each side, by enumeration (None: task too large)
         "exact_train_bayes_accuracy": ex_tr and ex_tr["bayes_accuracy"],
         "exact_train_expected_accuracy": ex_tr and ex_tr["expected_accuracy"],
@@ -329,24 +409,6 @@ def _summary(model: TinyLM, sft_model: TinyLM, task: Task, cfg: RMConfig, train:
         "parameters": model.num_params("reward"),
     }
     return summary
-
-
-def _corr(fn, a, b) -> float:
-    if np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    from scipy import stats
-    with warnings.catch_warnings():
-        # a nearly constant score over a prompt's few completions (tiny runs): the figure is then rough, not wrong
-        warnings.simplefilter("ignore", getattr(stats, "DegenerateDataWarning", RuntimeWarning))
-        return float(fn(a, b)[0])
-
-
-def _corr_within(fn, a, b, groups) -> float:
-    """Mean over prompts of the correlation between a and b among that prompt's completions (prompts where either
-    is constant are left out)."""
-    per = [_corr(fn, a[groups == g], b[groups == g]) for g in np.unique(groups)]
-    per = [c for c in per if np.isfinite(c)]
-    return float(np.mean(per)) if per else float("nan")
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

@@ -11,6 +11,8 @@ finite sum over them, and uniform averages over the task's prompts (the prompt d
     voting.py        exact maj@k (majority vote over final answers, ties at random) and pass@k curves
     fixed_points.py  where each KL placement converges: the stationary points of the expected update (tabular)
     weights.py       the per-prompt weight w(p) of every advantage estimator for a 0/1 reward (the GRPO std question)
+    values.py        the exact V^pi(s_t) of the token-level MDP PPO's critic and GAE estimate (`critic=exact`)
+    window.py        the best policy a k-token context window can represent (E[r] - beta KL over windowed policies)
 
 The engine imports only ``tokens``, ``model``, ``errors`` and the pure-NumPy ``rl/advantages.py`` and
 ``rl/losses.py``: never the stages, the presets, the reward model or the trainer. The `toyrlhf check` report built
@@ -31,6 +33,8 @@ from .optimum import (Optimum, best_of_n_point, frontier, frontier_reward_at, op
 from .voting import answer_distribution, maj_at_k, maj_at_k_from_probs, pass_at_k_curve
 from .fixed_points import compare_placements, fixed_point, tabular_gradient
 from .weights import estimator_weights, prompt_weight, two_outcome_enumeration
+from .values import StateValues, mdp_token_rewards, returns_to_go, state_values
+from .window import WindowOptimum, window_objective, window_optimum
 
 __all__ = [
     "MAX_SEQUENCES",
@@ -79,4 +83,11 @@ __all__ = [
     "fixed_point",
     "tabular_gradient",
     "compare_placements",
+    "StateValues",
+    "mdp_token_rewards",
+    "returns_to_go",
+    "state_values",
+    "WindowOptimum",
+    "window_objective",
+    "window_optimum",
 ]

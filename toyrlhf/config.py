@@ -2,28 +2,24 @@
 reward model and the RL run. `toyrlhf/settings.py` reads them from dicts, TOML files and `--set key=value`.
 
 Each choice list is defined once, beside the code that reads it (the advantage, surrogate, aggregation and KL
-registries in ``rl/``, the model's shapes in ``model.py``); the dataclasses only validate against them.
+registries in ``rl/``, the model's shapes in ``model.py``); the dataclasses only validate against them, the RL run
+through the named rules of `config_checks.py`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from .config_checks import MAX_RESAMPLE, RL_RULES, parse_weights
 from .model import RM_HEADS, ModelConfig
 from .optim import LR_SCHEDULES
-from .rl import losses
-from .rl.surrogates import SURROGATES, SurrogateSettings
-from .rl.advantages import ADVANTAGE_ESTIMATORS, GROUP_STDS, AdvantageSettings
-from .rl.advantages_baselines import REWARD_NORMS
-from .rl.algorithms import ALGORITHMS, METHOD_NAMES
-from .rl.preference_losses import PREFERENCE_LOSSES
-from .rl.rollout import REWARD_SOURCES
-from .rl.token_masks import TOKEN_MASKS
+from .rl.surrogates import SurrogateSettings
+from .rl.advantages import ADVANTAGE_ESTIMATORS, AdvantageSettings
+from .rl.algorithms import ALGORITHMS
 from .tasks import get_task
 
-MAX_RESAMPLE = 1000
-"""Upper bound of ``max_resample``: dynamic sampling draws at most this many extra rollouts in one step."""
+__all__ = ["MAX_RESAMPLE", "PretrainConfig", "SFTConfig", "Pipeline", "RMConfig", "RLConfig", "parse_weights",
+           "preset_config"]
 
 
 @dataclass
@@ -348,143 +344,10 @@ class RLConfig:
     """Upstream: reward model."""
 
     def __post_init__(self):
-        def choice(name, allowed):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-
-        choice("algo", tuple(ALGORITHMS) + ("custom",))
-        choice("method", METHOD_NAMES)
-        choice("pref_loss", tuple(PREFERENCE_LOSSES))
-        choice("rft_keep", ("auto", "correct", "best"))
-        if self.method in ("dpo", "online_dpo") and not self.beta > 0:
-            raise ValueError(f"method {self.method} needs beta > 0 (DPO's beta), got {self.beta}")
-        if not self.sft_coef >= 0 or self.rft_samples < 1 or self.sft_demos < 1:
-            raise ValueError("sft_coef must be >= 0; rft_samples and sft_demos positive integers")
-        if self.method != "rl" and (self.update != "sample" or self.epochs != 1 or self.minibatches != 1):
-            raise ValueError(f"method {self.method} takes one optimizer step per step on its own batch: update must "
-                             f"be 'sample', epochs and minibatches 1")
-        if self.method == "online_dpo" and self.group_size % 2:
-            raise ValueError(f"online_dpo pairs the G completions of a prompt: group_size must be even, "
-                             f"got {self.group_size}")
-        choice("advantage", ADVANTAGE_ESTIMATORS)
-        choice("kl", losses.KL_PLACEMENTS)
-        choice("kl_estimator", losses.KL_ESTIMATORS)
-        choice("aggregation", losses.AGGREGATIONS)
-        choice("ratio", SURROGATES)
-        choice("reward", REWARD_SOURCES)
-        choice("std", GROUP_STDS)
-        for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatches", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        min_group = ADVANTAGE_ESTIMATORS[self.advantage].min_group
-        if self.group_size < min_group:
-            raise ValueError(f"advantage {self.advantage!r} needs group_size >= {min_group}, got {self.group_size}")
-        if self.minibatches > self.prompts_per_step:
-            raise ValueError("minibatches cannot exceed prompts_per_step (minibatches split by prompt group)")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        for name in ("eps_low", "eps_high"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
-        for name in ("lr", "critic_lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
-            raise ValueError("gamma and lam must lie in [0, 1]")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.kl_target is not None and not self.kl_target > 0:
-            raise ValueError("kl_target must be > 0")
-        if self.kl_target is not None:
-            # Ziegler et al. 2019 §2.2: beta <- beta (1 + K_beta e_t), e_t clipped to +-0.2, K_beta = 0.1. Here
-            # K_beta = batch / kl_horizon (one update per step of batch sequences); K_beta <= 1 keeps every factor in
-            # [0.8, 1.2], so beta stays positive. A larger gain flips its sign and grows it exponentially.
-            if self.kl_horizon < 1:
-                raise ValueError(f"kl_horizon must be a positive integer with kl_target, got {self.kl_horizon}")
-            batch = self.prompts_per_step * self.group_size
-            if batch > self.kl_horizon:
-                raise ValueError(f"kl_horizon must be >= the batch (prompts_per_step x group_size = {batch}) so the "
-                                 f"adaptive KL gain batch/horizon is <= 1 (Ziegler et al. use 0.1); got "
-                                 f"{self.kl_horizon}")
-        if self.max_grad_norm < 0 or self.entropy_coef < 0 or self.exact_every < 0 or self.ref_reset_every < 0:
-            raise ValueError("max_grad_norm, entropy_coef, exact_every and ref_reset_every must be >= 0")
-        if self.log_completions_every < 0:
-            raise ValueError(f"log_completions_every must be >= 0, got {self.log_completions_every}")
-        if self.value_clip is not None and not self.value_clip > 0:
-            raise ValueError("value_clip must be > 0 or none")
-        if self.max_resample < 0 or self.overlong_cache < 0:
-            raise ValueError("max_resample and overlong_cache must be >= 0")
-        if not self.dual_clip_c > 1:
-            raise ValueError(f"dual_clip_c must be > 1, got {self.dual_clip_c}")
-        if not self.ratio_cap_delta > 1 + self.eps_high:
-            raise ValueError(f"ratio_cap_delta must be > 1 + eps_high = {1 + self.eps_high:g}, got "
-                             f"{self.ratio_cap_delta}")
-        if not (self.sapo_tau_pos > 0 and self.sapo_tau_neg > 0):
-            raise ValueError("sapo_tau_pos and sapo_tau_neg must be > 0")
-        if self.token_mask not in TOKEN_MASKS:
-            raise ValueError(f"token_mask must be one of {', '.join(TOKEN_MASKS)}; got {self.token_mask!r}")
-        if self.token_mask != "none" and SURROGATES[self.ratio].level != "token":
-            raise ValueError(f"token_mask={self.token_mask} selects tokens; it needs a token-level surrogate, not "
-                             f"ratio={self.ratio}")
-        if self.token_mask != "none" and self.update == "exact":
-            raise ValueError(f"token_mask={self.token_mask} needs update=sample (no exact expectation of a mask)")
-        if not 0 < self.entropy_top_frac <= 1 or not 0 < self.cov_ratio <= 1:
-            raise ValueError("entropy_top_frac and cov_ratio must lie in (0, 1]")
-        if not self.clip_cov_lb < self.clip_cov_ub or not self.kl_cov_coef >= 0:
-            raise ValueError("clip_cov_lb must be < clip_cov_ub and kl_cov_coef >= 0")
-        if self.entropy_target is not None and not (self.entropy_target >= 0 and self.entropy_coef_step > 0
-                                                    and self.entropy_coef_max > 0):
-            raise ValueError("entropy_target must be >= 0, entropy_coef_step and entropy_coef_max > 0")
-        if self.entropy_target is not None and self.update == "exact":
-            raise ValueError("entropy_target needs update=sample")
-        choice("rollout_correction", losses.ROLLOUT_CORRECTIONS)
-        self._check_rollout_correction()
-        choice("reward_norm", REWARD_NORMS)
-        choice("token_norm", ("global", "local"))
-        if self.micro_batches < 1:
-            raise ValueError(f"micro_batches must be a positive integer, got {self.micro_batches}")
-        if self.micro_batches * self.minibatches > self.prompts_per_step:
-            raise ValueError("minibatches x micro_batches cannot exceed prompts_per_step (both split by prompt group)")
-        if self.micro_batches > 1 and self.update == "exact":
-            raise ValueError("micro_batches > 1 needs update=sample")
-        if self.reward_norm == "gdpo":
-            if self.advantage != "group":
-                raise ValueError(f"reward_norm=gdpo normalises each reward component in its group; it needs "
-                                 f"advantage=group, got {self.advantage}")
-            if self.kl == "reward" or self.overlong_penalty or self.update == "exact":
-                raise ValueError("reward_norm=gdpo needs kl != reward, no overlong_penalty and update=sample")
-        if self.kl_ratio_correction and self.kl != "loss":
-            raise ValueError(f"kl_ratio_correction weights the KL loss term; it needs kl=loss, got kl={self.kl}")
-        if self.update not in ("sample", "exact"):
-            raise ValueError(f"update must be 'sample' or 'exact', got {self.update!r}")
-        if self.max_resample > MAX_RESAMPLE:
-            raise ValueError(f"max_resample must be <= {MAX_RESAMPLE} (extra rollouts per step), got {self.max_resample}")
-        for name, w in parse_weights(self.reward_weights).items():
-            if not math.isfinite(w):
-                raise ValueError(f"reward_weights: the weight of {name!r} must be a finite number, got {w}")
+        for rule in RL_RULES:
+            rule(self)
         # one task and one seed for the whole pipeline
         self.pretrain.task, self.pretrain.seed = self.task, self.seed
-
-    def _check_rollout_correction(self) -> None:
-        """The mismatch knobs: a positive sampler temperature, sane cap and bounds, and a correction the run's
-        surrogate and trainer can apply."""
-        if self.sampler_temperature is not None and not self.sampler_temperature > 0:
-            raise ValueError(f"sampler_temperature must be > 0 (or none), got {self.sampler_temperature}")
-        if not self.rollout_is_cap > 0:
-            raise ValueError(f"rollout_is_cap must be > 0, got {self.rollout_is_cap}")
-        if not 0 <= self.rollout_mask_low < 1 < self.rollout_mask_high:
-            raise ValueError(f"need 0 <= rollout_mask_low < 1 < rollout_mask_high, got {self.rollout_mask_low} and "
-                             f"{self.rollout_mask_high}")
-        if self.sampler_temperature is None and self.rollout_correction == "none":
-            return
-        what = "sampler_temperature" if self.sampler_temperature is not None else "rollout_correction"
-        if self.method != "rl" or self.update != "sample":
-            raise ValueError(f"{what} needs the policy-gradient trainer with update=sample (method=rl), got "
-                             f"method={self.method}, update={self.update}")
-        if (losses.ROLLOUT_CORRECTIONS[self.rollout_correction].level == "token"
-                and SURROGATES[self.ratio].level != "token"):
-            raise ValueError(f"rollout_correction={self.rollout_correction} weights each token; ratio={self.ratio} "
-                             f"is a sequence-level surrogate (use seq_is, seq_tis or seq_mask)")
 
     @property
     def uses_critic(self) -> bool:
@@ -517,19 +380,6 @@ class RLConfig:
             self.pretrain.model_config()
         except ValueError as e:
             raise ValueError(f"pretrain: {str(e).splitlines()[0]}") from None
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if "=" not in part:
-            raise ValueError(f"reward_weights: expected name=weight, got {part!r}")
-        k, v = part.split("=", 1)
-        try:
-            out[k.strip()] = float(v)
-        except ValueError:
-            raise ValueError(f"reward_weights: {v!r} is not a number") from None
-    return out
 
 
 def preset_config(algo: str, **overrides) -> RLConfig:

@@ -37,7 +37,7 @@ LAYERS = {
     0: ["toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels", "toyrlhf.locks",
         "toyrlhf.threads"],
     1: ["toyrlhf.model", "toyrlhf.optim"],
-    2: ["toyrlhf.tasks", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.config_checks", "toyrlhf.configs",
+    2: ["toyrlhf.tasks", "toyrlhf.tasks.*", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.config_checks", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.plotting.*", "toyrlhf.rl", "toyrlhf.rl.advantages",
         "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
         "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses", "toyrlhf.library_names", "toyrlhf.rl.token_masks"],

@@ -289,7 +289,7 @@ def main():
           f"1-thread peak {1e3 * flops / peak1:.2f} ms")
     print(f"  toyrlhf quiet: {flops / (quiet / 1e3) / 1e9:.1f} dense-equivalent GFLOP/s = "
           f"{100 * flops / (quiet / 1e3) / peak:.0f}% of the all-thread peak (the fast path does fewer FLOPs "
-          f"than the dense count: the one-hot first layer is a table lookup, see kernels.py)")
+          f"than the dense count: the one-hot first layer is a table lookup, see toyrlhf/kernels/)")
     if not args.no_hog:
         print(f"  toyrlhf under a CPU hog / quiet: {results[('CPU hog', 'toyrlhf')]['total'] / quiet:.2f}x")
     if not args.no_compile:

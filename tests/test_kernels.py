@@ -1,4 +1,4 @@
-"""The fused fast path (kernels.py) against the NumPy reference path, its exp/tanh against libm, and the
+"""The fused fast path (toyrlhf/kernels/) against the NumPy reference path, its exp/tanh against libm, and the
 determinism contract: the same bytes for any NUMBA_NUM_THREADS / OPENBLAS_NUM_THREADS."""
 import hashlib
 import os

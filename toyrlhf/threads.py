@@ -6,7 +6,7 @@ a test suite) the spinning threads steal the core the real work needs: measured 
 from 6.6 ms (one BLAS thread) to 114 ms (two). And dgemm's summation order depends on the thread count, so
 results differed between OPENBLAS_NUM_THREADS=1 and 2.
 
-The model's hot path (TinyLM's fast path, `kernels.py`) calls no BLAS at all. Whatever NumPy product remains
+The model's hot path (TinyLM's fast path, `toyrlhf/kernels/`) calls no BLAS at all. Whatever NumPy product remains
 (the reference path, the exact engine, losses) runs under `blas_single_thread()`: entry points wrap their work
 in it, so no figure depends on the BLAS thread count and nothing spins.
 

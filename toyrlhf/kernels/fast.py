@@ -1,13 +1,4 @@
-"""The only numba module: the loops that NumPy cannot vectorise without temporaries or Python overhead.
-
-Every kernel is private (leading underscore) and called through the plain functions in `model.py`,
-which validate shapes and dtypes first (the stumpy pattern).
-
-Two families:
-  * the serial kernels of the readable reference path (`_gather_contexts`, `_embed_concat`, `_embed_backward`,
-    `_one_hot_last`, `_log_softmax`, `_dlogits`, `_categorical`), used by `TinyLM`'s NumPy forward/backward;
-  * the fused fast path (`_mlp_table` ... `_sample_step`), selected by default: no BLAS call at all, so the
-    step never meets OpenBLAS's spinning worker threads, and its results do not depend on OPENBLAS_NUM_THREADS.
+"""The fused fast path: trunk, heads, their backward and the sampling step, with no BLAS call.
 
 The fast path's algebra. The MLP's first layer reads one-hot tokens, so E @ W1 = sum_j emb[x_j] @ W1_j with
 W1_j = W1[j*d:(j+1)*d]. The table P[j*V + v] = emb[v] @ W1_j (k*V rows of h) is computed once per call, and
@@ -24,277 +15,18 @@ tests/test_kernels.py). The only fastmath flag is 'contract' (a*b + c as one FMA
 never reassociation, which would break the exp range reduction and reorder the fixed sums. Block sizes being
 fixed, a given row always goes through the same vector or scalar-remainder instructions, whatever the threads. No kernel calls `numba.get_num_threads()` (it makes a parallel function
 uncachable): block sizes are fixed constants.
-
-exp and tanh: numba lowers np.exp / np.tanh / math.tanh to scalar libm calls that block vectorisation (no SVML
-here): np.tanh over the hidden layer alone cost more than the whole step budget. `_vexp` and `_vtanh` are
-written as branch-free loops that LLVM vectorises: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2,
-e^r - 1 by its Taylor polynomial to degree 13 (truncation < 5e-18), 2^n assembled in the exponent bits through
-an int64 view of a float64 scratch buffer. Accuracy: within a few ulp of libm (tests compare with np.exp /
-np.tanh at 1e-15 relative); tanh uses tanh(a) = em / (em + 2), em = e^{2a} - 1, so it keeps full relative
-accuracy near 0. NaN propagates.
-
-Caching: `cache=True` keeps the first-run compile cost to the first process. When no cache location is
-writable (read-only install, no writable user cache), numba raises at decoration time; we fall back to
-compiling in memory for that process. NUMBA_CACHE_DIR is left to the user. One flag set per function:
-numba's on-disk cache does not distinguish fastmath/parallel variants.
 """
 from __future__ import annotations
 
-import os
+import numpy as np
+from numba import prange
 
-# numba's default threading layer here is OpenMP (GNU libgomp), whose idle workers spin between parallel regions:
-# with a second CPU-bound process on 2 cores the spinning threads took the core the work needed (measured: a
-# GRPO step 72 ms "quiet" / 212 ms with a hog, against 9.4 / 18 ms with passive waiting; numba's workqueue
-# layer 14.7 / 23 ms). libgomp reads this once, when numba first loads it; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .jit import _helper, _kernel
+from .vmath import _vexp, _vtanh
 
-import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
-
-
-def _kernel(parallel: bool = False, contract: bool = False):
-    """njit with cache=True, falling back to an uncached compile when no cache locator is writable.
-    contract=True lets LLVM fuse a*b + c into one FMA (one rounding instead of two; no reassociation)."""
-
-    def deco(fn):
-        opts = dict(parallel=parallel, error_model="numpy", nogil=True)
-        if contract:
-            opts["fastmath"] = {"contract"}
-        try:
-            return njit(cache=True, **opts)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return njit(cache=False, **opts)(fn)
-
-    return deco
-
-
-@_kernel(parallel=False)
-def _gather_contexts(tokens, rows, ends, k, bos):
-    """X[n] = tokens[rows[n], ends[n]-k+1 .. ends[n]], positions before 0 read as BOS.  -> (N, k) int64"""
-    n = rows.shape[0]
-    out = np.empty((n, k), dtype=np.int64)
-    for i in prange(n):
-        b = rows[i]
-        e = ends[i]
-        for j in range(k):
-            pos = e - k + 1 + j
-            if pos < 0:
-                out[i, j] = bos
-            else:
-                out[i, j] = tokens[b, pos]
-    return out
-
-
-@_kernel(parallel=False)
-def _embed_concat(X, emb):
-    """E[n, j*d:(j+1)*d] = emb[X[n, j]]  -> (N, k*d)"""
-    n, k = X.shape
-    d = emb.shape[1]
-    out = np.empty((n, k * d), dtype=np.float64)
-    for i in prange(n):
-        for j in range(k):
-            t = X[i, j]
-            for c in range(d):
-                out[i, j * d + c] = emb[t, c]
-    return out
-
-
-@_kernel(parallel=False)
-def _embed_backward(X, dE, demb):
-    """demb[X[n, j]] += dE[n, j*d:(j+1)*d], serial in a fixed order (a scatter-add across rows)."""
-    n, k = X.shape
-    d = demb.shape[1]
-    for i in range(n):
-        for j in range(k):
-            t = X[i, j]
-            for c in range(d):
-                demb[t, c] += dE[i, j * d + c]
-
-
-@_kernel(parallel=False)
-def _one_hot_last(X, V):
-    """Bigram trunk: the one-hot code of the last context token.  -> (N, V)"""
-    n, k = X.shape
-    out = np.zeros((n, V), dtype=np.float64)
-    for i in prange(n):
-        out[i, X[i, k - 1]] = 1.0
-    return out
-
-
-@_kernel(parallel=False)
-def _log_softmax(logits, inv_temp):
-    """Row-wise log-softmax of logits * inv_temp, shifted by the row max (stable for any finite logits)."""
-    n, v = logits.shape
-    out = np.empty((n, v), dtype=np.float64)
-    for i in prange(n):
-        m = logits[i, 0] * inv_temp
-        for j in range(1, v):
-            z = logits[i, j] * inv_temp
-            if z > m:
-                m = z
-        s = 0.0
-        for j in range(v):
-            s += np.exp(logits[i, j] * inv_temp - m)
-        lse = m + np.log(s)
-        for j in range(v):
-            out[i, j] = logits[i, j] * inv_temp - lse
-    return out
-
-
-@_kernel(parallel=False)
-def _dlogits(logprobs, targets, dlogp, dentropy, inv_temp):
-    """Backward of logp = logprobs[n, target] and entropy = -sum p log p through the tempered log-softmax.
-
-    dlogp/dz_j   = (1[j == target] - p_j) / T
-    dH/dz_j      = -p_j (log p_j + H) / T
-    """
-    n, v = logprobs.shape
-    out = np.empty((n, v), dtype=np.float64)
-    for i in prange(n):
-        ent = 0.0
-        for j in range(v):
-            ent -= np.exp(logprobs[i, j]) * logprobs[i, j]
-        for j in range(v):
-            p = np.exp(logprobs[i, j])
-            g = -p * dlogp[i] - dentropy[i] * p * (logprobs[i, j] + ent)
-            if j == targets[i]:
-                g += dlogp[i]
-            out[i, j] = g * inv_temp
-    return out
-
-
-@_kernel(parallel=False)
-def _categorical(logprobs, u):
-    """Inverse-CDF draw per row: the first j with cumsum(p)[j] > u (u uniform in [0, 1))."""
-    n, v = logprobs.shape
-    out = np.empty(n, dtype=np.int64)
-    for i in prange(n):
-        c = 0.0
-        pick = v - 1  # round-off guard: cumsum may end a hair below 1
-        for j in range(v):
-            c += np.exp(logprobs[i, j])
-            if u[i] < c:
-                pick = j
-                break
-        out[i] = pick
-    return out
-
-
-@_kernel(parallel=False)
-def _adam_update(params, grad, m, v, lr, beta1, beta2, eps, bc1, bc2):
-    """One bias-corrected Adam step in place, element by element, in the operation order of the NumPy form
-    (so the result is bit-identical to it): one pass over memory instead of ten array temporaries.
-
-    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g g;  p -= lr (m / bc1) / (sqrt(v / bc2) + eps)
-    """
-    c1 = 1.0 - beta1
-    c2 = 1.0 - beta2
-    for i in range(params.shape[0]):
-        g = grad[i]
-        mi = m[i] * beta1 + c1 * g
-        vi = v[i] * beta2 + c2 * g * g
-        m[i] = mi
-        v[i] = vi
-        params[i] -= lr * (mi / bc1) / (np.sqrt(vi / bc2) + eps)
-
-
-# ====================================================================================== fast path
 # Fixed block sizes (never derived from the thread count: results must not depend on it).
 ROW_BLOCK = 16      # rows per parallel task of a row-wise kernel
 COL_BLOCK = 32      # output columns per parallel task of a column-blocked reduction
-
-_INV_LN2 = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01      # fdlibm split of ln 2: n * _LN2_HI is exact for |n| < 2^11
-_LN2_LO = 1.90821492927058770002e-10
-_MAGIC = 6755399441055744.0               # 1.5 * 2^52: x + _MAGIC rounds x to an integer held in the low bits
-_EXP_OFF = 1023 - 0x4338000000000000      # bits(_MAGIC + n) + _EXP_OFF = n + 1023, the biased exponent of 2^n
-_C2, _C3, _C4, _C5 = 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120
-_C6, _C7, _C8, _C9 = 1.0 / 720, 1.0 / 5040, 1.0 / 40320, 1.0 / 362880
-_C10, _C11, _C12, _C13 = 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800
-
-
-def _helper(fn):
-    """A serial njit helper called from the kernels (same flags, cached, inlined by LLVM)."""
-    return _kernel(parallel=False, contract=True)(fn)
-
-
-@_helper
-def _pow2_bits(fb, m):
-    """fb[i] = bits(x/ln2 + _MAGIC) -> fb[i] = 2^n, through an int64 view (vectorises: shifts and adds)."""
-    ib = fb[:m].view(np.int64)
-    for i in range(m):
-        ib[i] = (ib[i] + _EXP_OFF) << 52
-
-
-@_helper
-def _vexp(x, out, fb, q, m):
-    """out[i] = exp(x[i]) for i < m, x <= 709 (x < -708 is read as -708: e^-708 = 3e-308). Vectorises.
-    x, out, fb, q must not overlap (an overlap check would send LLVM to the scalar loop)."""
-    for i in range(m):
-        y = x[i]
-        if y < -708.0:
-            y = -708.0
-        t = y * _INV_LN2 + _MAGIC
-        fb[i] = t
-        nf = t - _MAGIC
-        r = (y - nf * _LN2_HI) - nf * _LN2_LO
-        q[i] = r * (1.0 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * (_C7 + r * (
-            _C8 + r * (_C9 + r * (_C10 + r * (_C11 + r * (_C12 + r * _C13))))))))))))      # e^r - 1
-    _pow2_bits(fb, m)
-    for i in range(m):
-        s = fb[i]
-        out[i] = s + s * q[i]
-
-
-@_helper
-def _vtanh(x, fb, q, m):
-    """x[i] = tanh(x[i]) in place for i < m: tanh(|x|) = em / (em + 2), em = e^{2|x|} - 1 = (2^n - 1) + 2^n q."""
-    for i in range(m):
-        y = 2.0 * abs(x[i])
-        if y > 40.0:                              # tanh(20) == 1.0 in float64; NaN stays NaN
-            y = 40.0
-        t = y * _INV_LN2 + _MAGIC
-        fb[i] = t
-        nf = t - _MAGIC
-        r = (y - nf * _LN2_HI) - nf * _LN2_LO
-        q[i] = r * (1.0 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * (_C7 + r * (
-            _C8 + r * (_C9 + r * (_C10 + r * (_C11 + r * (_C12 + r * _C13))))))))))))      # e^r - 1
-    _pow2_bits(fb, m)
-    for i in range(m):
-        s = fb[i]
-        em = (s - 1.0) + s * q[i]
-        t = em / (em + 2.0)
-        x[i] = t if x[i] >= 0.0 else -t
-
-
-@_kernel(parallel=True, contract=True)
-def _vexp_array(x):
-    """exp of a 1-D array through `_vexp` (for tests and benchmarks)."""
-    n = x.shape[0]
-    out = np.empty(n)
-    nb = (n + 1023) // 1024
-    for b in prange(nb):
-        lo = b * 1024
-        m = min(n, lo + 1024) - lo
-        fb = np.empty(m)
-        q = np.empty(m)
-        _vexp(x[lo:lo + m], out[lo:lo + m], fb, q, m)
-    return out
-
-
-@_kernel(parallel=True, contract=True)
-def _vtanh_array(x):
-    """tanh of a 1-D array through `_vtanh` (for tests and benchmarks)."""
-    n = x.shape[0]
-    out = x.copy()
-    nb = (n + 1023) // 1024
-    for b in prange(nb):
-        lo = b * 1024
-        m = min(n, lo + 1024) - lo
-        fb = np.empty(m)
-        q = np.empty(m)
-        _vtanh(out[lo:lo + m], fb, q, m)
-    return out
 
 
 @_kernel(parallel=True, contract=True)
@@ -314,7 +46,6 @@ def _mlp_table(emb, W1):
                 P[jv, f] += e * W1[r, f]
     return P
 
-
 @_helper
 def _hidden_block(X, P, b1, V, lo, m, Hb, fb, q):
     """Hb[i] = tanh(b1 + sum_j P[j*V + X[lo+i, j]]) for the m rows lo.. (Hb flat, m*h)."""
@@ -329,7 +60,6 @@ def _hidden_block(X, P, b1, V, lo, m, Hb, fb, q):
             for f in range(h):
                 row[f] += Pr[f]
     _vtanh(Hb, fb, q, m * h)
-
 
 @_kernel(parallel=True, contract=True)
 def _mlp_hidden(X, P, b1, V):
@@ -346,7 +76,6 @@ def _mlp_hidden(X, P, b1, V):
         q = np.empty(m * h)
         _hidden_block(X, P, b1, V, lo, m, Hf[lo * h:(lo + m) * h], fb, q)
     return H
-
 
 @_helper
 def _logits_block(Hb, W2p, b2p, m, Z):
@@ -390,7 +119,6 @@ def _logits_block(Hb, W2p, b2p, m, Z):
             for c in range(Vp):
                 z[c] += a * Wf[c]
 
-
 @_helper
 def _log_softmax_block(Z, Vp, Vo, m, inv_temp, lo, targets, logprobs, lp, ent, Y, E, fb, q):
     """Rows lo..lo+m: logprobs = log_softmax(Z * inv_temp) (first Vo of Vp columns), lp = logprobs[target],
@@ -420,7 +148,6 @@ def _log_softmax_block(Z, Vp, Vo, m, inv_temp, lo, targets, logprobs, lp, ent, Y
         if targets.shape[0] > 0:
             lp[n] = logprobs[n, targets[n]]
 
-
 @_kernel(parallel=True, contract=True)
 def _lm_forward(H, W2p, b2p, Vo, inv_temp, targets):
     """LM head: (logprobs (N, Vo), logp of targets (N,), entropy (N,)); targets may be empty (no logp)."""
@@ -443,7 +170,6 @@ def _lm_forward(H, W2p, b2p, Vo, inv_temp, targets):
         _log_softmax_block(Z, Vp, Vo, m, inv_temp, lo, targets, logprobs, lp, ent, Y, E, fb, q)
     return logprobs, lp, ent
 
-
 @_kernel(parallel=True, contract=True)
 def _logits_forward(logits, inv_temp, targets):
     """`_lm_forward` from given logits (N, Vo) (the bigram: rows of its table)."""
@@ -464,7 +190,6 @@ def _logits_forward(logits, inv_temp, targets):
                            Y, E, fb, q)
     return logprobs, lp, ent
 
-
 @_helper
 def _dlogits_block(logprobs, targets, dlp, dent, inv_temp, lo, m, dlogits, P, fb, q):
     """Rows lo..lo+m of d(sum dlp*logp + dent*entropy)/dlogits (see `_dlogits`)."""
@@ -482,7 +207,6 @@ def _dlogits_block(logprobs, targets, dlp, dent, inv_temp, lo, m, dlogits, P, fb
             p = P[i * Vo + c]
             dlogits[n, c] = (-p * a - e * p * (logprobs[n, c] + ent)) * inv_temp
         dlogits[n, targets[n]] += a * inv_temp
-
 
 @_kernel(parallel=True, contract=True)
 def _lm_backward_rows(H, W2T, logprobs, targets, dlp, dent, inv_temp):
@@ -538,7 +262,6 @@ def _lm_backward_rows(H, W2T, logprobs, targets, dlp, dent, inv_temp):
                 dn[f] *= 1.0 - Hn[f] * Hn[f]
     return dlogits, dpre
 
-
 @_kernel(parallel=True, contract=True)
 def _dlogits_rows(logprobs, targets, dlp, dent, inv_temp):
     """dlogits alone (the bigram's LM head), in parallel row blocks."""
@@ -553,7 +276,6 @@ def _dlogits_rows(logprobs, targets, dlp, dent, inv_temp):
         q = np.empty(m * Vo)
         _dlogits_block(logprobs, targets, dlp, dent, inv_temp, lo, m, dlogits, P, fb, q)
     return dlogits
-
 
 @_kernel(parallel=True, contract=True)
 def _weighted_row_sums(G, H):
@@ -588,7 +310,6 @@ def _weighted_row_sums(G, H):
                     oc[f] += g * Hn[f]
     return out
 
-
 @_kernel(parallel=True, contract=True)
 def _col_sums(G):
     """out[c] = sum_n G[n, c], rows in order (column-blocked)."""
@@ -604,7 +325,6 @@ def _col_sums(G):
             for c in range(w):
                 oc[c] += Gn[c]
     return out
-
 
 @_kernel(parallel=True, contract=True)
 def _mlp_trunk_backward(X, dpre, emb, W1, W1T):
@@ -653,7 +373,6 @@ def _mlp_trunk_backward(X, dpre, emb, W1, W1T):
                     out[c] += a * Wt[c]
     return demb, dW1, db1
 
-
 @_kernel(parallel=True, contract=True)
 def _rows_dot(H, w):
     """out[n] = H[n] . w  (N,), eight fixed partial sums per row (a fixed order)."""
@@ -670,7 +389,6 @@ def _rows_dot(H, w):
             s += H[n, f] * w[f]
         out[n] = s
     return out
-
 
 @_kernel(parallel=True, contract=True)
 def _scalar_head_backward(H, ds, w):
@@ -691,14 +409,12 @@ def _scalar_head_backward(H, ds, w):
             dw[f] += a * Hn[f]
     return dw, dpre
 
-
 @_helper
 def _scatter_rows(idx, G, out):
     """out[idx[n]] += G[n], serially in row order (a bigram table's gradient)."""
     for n in range(idx.shape[0]):
         for c in range(G.shape[1]):
             out[idx[n], c] += G[n, c]
-
 
 @_kernel(parallel=True, contract=True)
 def _sample_step(tokens, pos, alive, u, P, b1, W2p, b2p, Vo, V, k, prefix, inv_temp, bos, pad, out_offset, eos,
@@ -753,18 +469,3 @@ def _sample_step(tokens, pos, alive, u, P, b1, W2p, b2p, Vo, V, k, prefix, inv_t
             mask[b, pos] = True
             if pick + out_offset == eos:
                 alive[b] = False
-
-
-@_kernel(parallel=False, contract=True)
-def _sum_squares(x):
-    """sum_i x_i^2 with eight fixed partial sums (a fixed order; BLAS ddot's order depends on its threads)."""
-    n = x.shape[0]
-    acc = np.zeros(8)
-    n8 = n - n % 8
-    for i0 in range(0, n8, 8):
-        for l in range(8):
-            acc[l] += x[i0 + l] * x[i0 + l]
-    s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-    for i in range(n8, n):
-        s += x[i] * x[i]
-    return s

@@ -12,7 +12,7 @@ one):
     4 cli      toyrlhf.cli (the cli/ folder) and toyrlhf/__main__.py
 
 The exact engine (toyrlhf/exact/) imports only tokens, model, errors, the registry and the pure-NumPy
-rl/advantages and rl/losses: never the stages, the presets, the reward model, the trainer or the check report.
+rl/advantages, rl/losses and rl/rollout_correction: never the stages, the presets, the reward model, the trainer or the check report.
 
 Imports inside functions: the library (toyrlhf/) imports every toyrlhf module at its top. The start-up rule:
 toyrlhf.cli.* (and only it) may import library modules inside its command functions, so that `toyrlhf --help` and
@@ -39,7 +39,7 @@ LAYERS = {
     1: ["toyrlhf.model", "toyrlhf.model_fast", "toyrlhf.optim"],
     2: ["toyrlhf.tasks", "toyrlhf.tasks.*", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.config_checks", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.plotting.*", "toyrlhf.rl", "toyrlhf.rl.advantages",
-        "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
+        "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.rollout_correction", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
         "toyrlhf.rl.rollout", "toyrlhf.rl.preference_losses", "toyrlhf.library_names", "toyrlhf.rl.token_masks"],
     3: ["toyrlhf.exact", "toyrlhf.exact.*", "toyrlhf.budget", "toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.trainer",
         "toyrlhf.rl.trainer_state",
@@ -52,8 +52,9 @@ LAYERS = {
 }
 
 ENGINE_MAY_IMPORT = {"toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels",
-                     "toyrlhf.model", "toyrlhf.model_fast", "toyrlhf.rl", "toyrlhf.rl.advantages", "toyrlhf.rl.advantages_baselines",
-                     "toyrlhf.rl.losses"}
+                     "toyrlhf.model", "toyrlhf.model_fast",
+                     "toyrlhf.rl", "toyrlhf.rl.advantages", "toyrlhf.rl.advantages_baselines",
+                     "toyrlhf.rl.losses", "toyrlhf.rl.rollout_correction"}
 """What `import toyrlhf.exact...` may load (directly or not), besides the engine's own modules."""
 
 ENGINE_NEVER = ("toyrlhf.stages", "toyrlhf.reward_model", "toyrlhf.rl.algorithms", "toyrlhf.rl.trainer",

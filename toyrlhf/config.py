@@ -190,7 +190,7 @@ class RLConfig:
     numerics or sampling settings would) while the trainer's pi stays at `temperature`; none = no mismatch."""
     rollout_correction: str = "none"
     """How the trainer corrects for the sampler's mu != pi: a per-token weight c_t on the policy-gradient term
-    (rl/losses.py ROLLOUT_CORRECTIONS): none, seq_is, token_tis, seq_tis, token_mask (IcePop), seq_mask (MIS),
+    (rl/rollout_correction.py ROLLOUT_CORRECTIONS): none, seq_is, token_tis, seq_tis, token_mask (IcePop), seq_mask (MIS),
     geo_mask."""
     rollout_is_cap: float = 2.0
     """C of the truncated corrections, min(w, C) (token_tis, seq_tis, geo_mask; verl rollout_is_threshold)."""
@@ -313,6 +313,9 @@ class RLConfig:
     update: str = "sample"
     """'sample': each step's update is estimated from its rollouts; 'exact': its exact expectation over rollouts,
     the infinite-batch limit (on-policy settings, mu = 1, on tasks the exact engine enumerates; rl/exact_update.py)."""
+    critic: str = "learned"
+    """The values GAE reads (advantage=gae, PPO): 'learned' (the value model, trained on the lambda-returns) or
+    'exact' (V^pi(s_t) of the sampling policy by enumeration, no value model: rl/exact_critic.py)."""
     method: str = "rl"
     """Trainer: 'rl' (policy gradient, the presets above) or a method of the unified paradigm (Shao et al. 2024
     §5.2.1; `toyrlhf algos`): 'sft', 'rft', 'online_rft' (rl/rft.py), 'dpo', 'online_dpo' (rl/dpo.py). The method
@@ -351,7 +354,8 @@ class RLConfig:
 
     @property
     def uses_critic(self) -> bool:
-        return ADVANTAGE_ESTIMATORS[self.advantage].needs_critic
+        """Whether the run trains a value model (critic=exact reads exact values instead)."""
+        return ADVANTAGE_ESTIMATORS[self.advantage].needs_critic and self.critic == "learned"
 
     @property
     def advantage_settings(self) -> AdvantageSettings:

@@ -15,6 +15,7 @@ from .rl.advantages_baselines import REWARD_NORMS
 from .rl.algorithms import ALGORITHMS, METHOD_NAMES
 from .rl.preference_losses import PREFERENCE_LOSSES
 from .rl.rollout import REWARD_SOURCES
+from .rl.rollout_correction import ROLLOUT_CORRECTIONS
 from .rl.surrogates import SURROGATES
 from .rl.token_masks import TOKEN_MASKS
 
@@ -156,7 +157,7 @@ def entropy_control(c) -> None:
 def rollout_correction(c) -> None:
     """The mismatch knobs: a positive sampler temperature, sane cap and bounds, and a correction the run's
     surrogate and trainer can apply."""
-    _choice(c, "rollout_correction", losses.ROLLOUT_CORRECTIONS)
+    _choice(c, "rollout_correction", ROLLOUT_CORRECTIONS)
     if c.sampler_temperature is not None and not c.sampler_temperature > 0:
         raise ValueError(f"sampler_temperature must be > 0 (or none), got {c.sampler_temperature}")
     if not c.rollout_is_cap > 0:
@@ -170,7 +171,7 @@ def rollout_correction(c) -> None:
     if c.method != "rl" or c.update != "sample":
         raise ValueError(f"{what} needs the policy-gradient trainer with update=sample (method=rl), got "
                          f"method={c.method}, update={c.update}")
-    if losses.ROLLOUT_CORRECTIONS[c.rollout_correction].level == "token" and SURROGATES[c.ratio].level != "token":
+    if ROLLOUT_CORRECTIONS[c.rollout_correction].level == "token" and SURROGATES[c.ratio].level != "token":
         raise ValueError(f"rollout_correction={c.rollout_correction} weights each token; ratio={c.ratio} "
                          f"is a sequence-level surrogate (use seq_is, seq_tis or seq_mask)")
 
@@ -210,9 +211,24 @@ def update_and_rewards(c) -> None:
             raise ValueError(f"reward_weights: the weight of {name!r} must be a finite number, got {w}")
 
 
+CRITICS = ("learned", "exact")
+"""RLConfig.critic: the value model, or the exact V^pi (rl/exact_critic.py)."""
+
+
+def critic_choice(c) -> None:
+    """critic=exact replaces the value model, so the advantage must read one (GAE), on the sampling trainer."""
+    _choice(c, "critic", CRITICS)
+    if c.critic == "exact" and not ADVANTAGE_ESTIMATORS[c.advantage].needs_critic:
+        raise ValueError(f"critic=exact replaces the value model, but advantage={c.advantage} ({c.algo}) reads no "
+                         f"values; use ppo or advantage=gae")
+    if c.critic == "exact" and (c.method != "rl" or c.update != "sample"):
+        raise ValueError(f"critic=exact needs the policy-gradient trainer with update=sample, got method={c.method}, "
+                         f"update={c.update}")
+
+
 RL_RULES = (method_rules, registry_choices, batch_shape, optimisation_ranges, adaptive_kl, non_negative_knobs,
             surrogate_parameters, token_mask_rules, entropy_control, rollout_correction, micro_batching, gdpo,
-            update_and_rewards)
+            update_and_rewards, critic_choice)
 """Every RLConfig rule, in the order they are checked."""
 
 

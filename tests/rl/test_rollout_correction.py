@@ -8,7 +8,7 @@ from toyrlhf.config import preset_config
 from toyrlhf.exact import mismatch
 from toyrlhf.exact.enumeration import enumerate_task, rescore
 from toyrlhf.exact.expectations import grad_expectation
-from toyrlhf.rl import losses
+from toyrlhf.rl import rollout_correction
 from toyrlhf.settings import with_overrides
 
 TINY_UP = {"pretrain.steps": "30", "pretrain.corpus_size": "500", "sft.steps": "10", "sft.demos": "16"}
@@ -29,16 +29,16 @@ def test_sequence_level_corrections_are_constant_along_the_sequence_and_overflow
         mask[i, :n] = True
     log_w = rng.normal(scale=0.7, size=mask.shape)
     log_w[0, 0] = 800.0                                  # W = e^800 overflows: the masks must give 0, not nan
-    for kind, e in losses.ROLLOUT_CORRECTIONS.items():
-        c = losses.rollout_correction_weights(kind, log_w, mask)
+    for kind, e in rollout_correction.ROLLOUT_CORRECTIONS.items():
+        c = rollout_correction.rollout_correction_weights(kind, log_w, mask)
         assert np.all(c[~mask] == 0)
         if kind != "seq_is":
             assert np.all(np.isfinite(c)), kind
         if e.level == "sequence" and kind != "seq_is":
             for i in range(len(mask)):
                 assert np.ptp(c[i, mask[i]]) == 0, kind
-    assert losses.rollout_correction_weights("seq_mask", log_w, mask)[0, 0] == 0
-    assert losses.rollout_correction_weights("seq_tis", log_w, mask)[0, 0] == 2.0
+    assert rollout_correction.rollout_correction_weights("seq_mask", log_w, mask)[0, 0] == 0
+    assert rollout_correction.rollout_correction_weights("seq_tis", log_w, mask)[0, 0] == 2.0
 
 
 @pytest.mark.parametrize("kind", ["token_tis", "seq_mask"])
@@ -161,7 +161,7 @@ def test_algos_lists_the_knob_and_the_library_names_map_to_it():
     from toyrlhf.cli.commands_rl import algos_cmd
     out = CliRunner().invoke(algos_cmd, []).output
     assert "--set rollout_correction=NAME" in out
-    for name in losses.ROLLOUT_CORRECTIONS:
+    for name in rollout_correction.ROLLOUT_CORRECTIONS:
         assert f"  {name} " in out
     for lib in ("verl", "openrlhf"):
         text = CliRunner().invoke(algos_cmd, ["--names", lib]).output

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model import TinyLM
-from ..rl.losses import ROLLOUT_CORRECTIONS, rollout_correction_weights
+from ..rl.rollout_correction import ROLLOUT_CORRECTIONS, rollout_correction_weights
 from .enumeration import Enumeration, enumerate_task, rescore
 from .expectations import grad_expectation, grad_token_weights, per_prompt
 
 CORRECTIONS = ROLLOUT_CORRECTIONS.names()
-"""The corrections, in the order of ``rl.losses.ROLLOUT_CORRECTIONS`` (the trainer's ``rollout_correction`` knob)."""
+"""The corrections, in the order of ``rl.rollout_correction.ROLLOUT_CORRECTIONS`` (the trainer's ``rollout_correction`` knob)."""
 
 correction_weights = rollout_correction_weights
-"""(N, L) the per-token weight c_t / A of a correction: the trainer's own function (``rl.losses``)."""
+"""(N, L) the per-token weight c_t / A of a correction: the trainer's own function (``rl.rollout_correction``)."""
 
 
 def expected_corrected_gradient(policy: TinyLM, enum: Enumeration, r: np.ndarray, mu: Enumeration, kind: str, *,

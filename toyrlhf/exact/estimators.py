@@ -91,14 +91,7 @@ def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G
         if greedy_reward is None or np.shape(greedy_reward) != (enum.n,):
             raise ValueError(f"advantage {advantage!r} needs greedy_reward ({enum.n},): each prompt's greedy reward")
     if est.scope != "group":                                                       # depends on the whole batch
-        if est.expected is None:
-            raise ValueError(f"advantage {advantage!r} depends on the whole batch and has no closed-form E[A | y]")
-        kw = {}
-        if "p_tie" in est.expected_kw:
-            kw["p_tie"] = _tie_probability(enum, r, G)
-        if "prompt_index" in est.expected_kw:
-            kw["prompt_index"] = enum.prompt_index
-        return est.expected(r, mq, mu, G, **kw)
+        return _batch_expected_advantage(enum, r, est, advantage, G, mq, mu)
     hp = adv.AdvantageSettings(std=std, eps=eps)
     with_len = "lengths" in est.inputs
     out = np.empty(enum.n)
@@ -106,36 +99,58 @@ def expected_advantage(enum: Enumeration, rewards: np.ndarray, advantage: str, G
         sl = slice(enum.offsets[q], enum.offsets[q + 1])
         keys = np.stack([r[sl], enum.lengths[sl].astype(np.float64)], axis=1) if with_len else r[sl][:, None]
         uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
-        values = uniq[:, 0]
-        m = len(values)
+        m = len(uniq)
         if comb(G - 1 + m - 1, m - 1) > max_configs:
             if est.expected is None:
                 raise ValueError(f"prompt {q} has {m} distinct rewards: too many group configurations to take the "
                                  f"expectation of the {advantage!r} advantage exactly (G={G})")
             out[sl] = est.expected(r[sl], mq[sl], mu, G)
             continue
-        pv = np.bincount(inverse.ravel(), weights=probs[sl], minlength=m)
-        pv = pv / pv.sum()
-        counts = _compositions(G - 1, m)                                               # (C, m)
-        with np.errstate(divide="ignore"):
-            logpv = np.log(pv)
-        logw = (gammaln(G) - gammaln(counts + 1.0).sum(axis=1)
-                + np.where(counts > 0, counts * logpv[None, :], 0.0).sum(axis=1))
-        w = np.exp(logw)                                                               # (C,) multinomial probs
-        peers = np.repeat(np.tile(values, len(counts)), counts.ravel()).reshape(len(counts), G - 1)
-        groups = np.concatenate([np.repeat(values, len(counts))[:, None], np.tile(peers, (m, 1))], axis=1)
-        kw = {}
-        if with_len:
-            lens = uniq[:, 1]
-            lpeers = np.repeat(np.tile(lens, len(counts)), counts.ravel()).reshape(len(counts), G - 1)
-            kw["lengths"] = np.concatenate([np.repeat(lens, len(counts))[:, None], np.tile(lpeers, (m, 1))],
-                                           axis=1).ravel()
-        if "greedy_reward" in est.inputs:
-            kw["greedy_reward"] = np.full(groups.size, float(greedy_reward[enum.offsets[q]]))
-        a = est.fn(groups.ravel(), G, hp, **kw).reshape(m * len(counts), G)[:, 0].reshape(m, len(counts))
-        out[sl] = (a @ w)[inverse.ravel()]
+        greedy = float(greedy_reward[enum.offsets[q]]) if "greedy_reward" in est.inputs else None
+        out[sl] = _mean_over_peers(est, uniq, inverse.ravel(), probs[sl], G, hp, greedy)
     return out
+
+
+def _batch_expected_advantage(enum: Enumeration, r, est, advantage: str, G: int, mq, mu) -> np.ndarray:
+    """E[A | y] (N,) of a batch-scope estimator, from its registered closed form (``expected``, ``expected_kw``)."""
+    if est.expected is None:
+        raise ValueError(f"advantage {advantage!r} depends on the whole batch and has no closed-form E[A | y]")
+    kw = {}
+    if "p_tie" in est.expected_kw:
+        kw["p_tie"] = _tie_probability(enum, r, G)
+    if "prompt_index" in est.expected_kw:
+        kw["prompt_index"] = enum.prompt_index
+    return est.expected(r, mq, mu, G, **kw)
+
+
+def _mean_over_peers(est, uniq, inverse, probs, G: int, hp, greedy: float | None) -> np.ndarray:
+    """E[A | y] on one prompt's rows: the registered advantage of y in the group [y, peers], averaged over every
+    count configuration of the G-1 i.i.d. peers on the m distinct keys (reward[, length]) `uniq` (m, 1 or 2) with
+    its multinomial probability; `inverse` maps each row to its key."""
+    m = len(uniq)
+    pv = np.bincount(inverse, weights=probs, minlength=m)
+    pv = pv / pv.sum()
+    counts = _compositions(G - 1, m)                                                   # (C, m)
+    with np.errstate(divide="ignore"):
+        logpv = np.log(pv)
+    logw = (gammaln(G) - gammaln(counts + 1.0).sum(axis=1)
+            + np.where(counts > 0, counts * logpv[None, :], 0.0).sum(axis=1))
+    w = np.exp(logw)                                                                   # (C,) multinomial probs
+    groups = _groups(uniq[:, 0], counts)
+    kw = {}
+    if "lengths" in est.inputs:
+        kw["lengths"] = _groups(uniq[:, 1], counts).ravel()
+    if greedy is not None:
+        kw["greedy_reward"] = np.full(groups.size, greedy)
+    a = est.fn(groups.ravel(), G, hp, **kw).reshape(m * len(counts), G)[:, 0].reshape(m, len(counts))
+    return (a @ w)[inverse]
+
+
+def _groups(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(m * C, G): for each of the m values (as y's) and each peer configuration (C, m), the group [value, peers]."""
+    C = len(counts)
+    peers = np.repeat(np.tile(values, C), counts.ravel()).reshape(C, -1)
+    return np.concatenate([np.repeat(values, C)[:, None], np.tile(peers, (len(values), 1))], axis=1)
 
 
 def _tie_probability(enum: Enumeration, r: np.ndarray, G: int) -> np.ndarray:

@@ -63,12 +63,7 @@ def training_metrics(cfg) -> Callable:
     def fn(trainer) -> dict:
         m = trainer.models
         enum = exact.enumerate_task(m.policy, task, temperature)
-        key = id(trainer.reward_fn)
-        if cache.get("key") != key:
-            prompts, comps = enum.split()
-            cache.update(key=key, gold=task.gold_reward(prompts, comps),
-                         proxy=np.asarray(trainer.reward_fn(enum.tokens, enum.mask, prompts, comps), np.float64),
-                         correct=task.is_correct(prompts, comps).astype(np.float64) if task.verifiable else None)
+        _score_once(cache, task, trainer.reward_fn, enum)
         ref = exact.rescore(m.reference, enum, temperature)
         out = {
             "exact_reward": exact.expectation(enum, cache["proxy"])[1],
@@ -79,30 +74,45 @@ def training_metrics(cfg) -> Callable:
         }
         if cache["correct"] is not None:
             out["exact_accuracy"] = exact.expectation(enum, cache["correct"])[1]
-        out.update(_entropy_metrics(trainer, enum, ref, cache["proxy"], out["exact_entropy"]))
+        out.update(_entropy_metrics(cfg, task, cache, trainer, enum, ref, out["exact_entropy"]))
         return out
 
-    def _entropy_metrics(trainer, enum, ref, proxy, H) -> dict:
-        name = getattr(cfg, "advantage", None)
-        if name is None or name not in adv_mod.ADVANTAGE_ESTIMATORS or \
-                adv_mod.ADVANTAGE_ESTIMATORS.lookup(name).level != "sequence":
-            return {}
-        R = proxy
-        beta = float(getattr(getattr(trainer, "kl_ctl", None), "beta", 0.0) or 0.0)
-        if getattr(cfg, "kl", "none") == "reward" and beta > 0:
-            R = proxy + losses.kl_penalty_rewards(enum.logp, ref.logp, enum.mask, beta, cfg.kl_estimator).sum(axis=1)
-        try:
-            em = entropy_mechanism(trainer.models.policy, enum, R, name, cfg.group_size, cfg.aggregation,
-                                   max_tokens=task.max_new_tokens, std=cfg.std, eps=cfg.adv_eps)
-        except ValueError:                                 # no exact E[A | y] (batch scope, many reward values)
-            return {}
-        gh = em.pop("_grad_entropy")
-        theta = trainer.models.policy.flat.copy()
-        prev = cache.get("entropy_prev")
-        if prev is not None and prev[0].shape == theta.shape:
-            em["exact_entropy_change"] = H - prev[2]
-            em["exact_entropy_change_first_order"] = float(prev[1] @ (theta - prev[0]))
-        cache["entropy_prev"] = (theta, gh, H)
-        return em
-
     return fn
+
+
+def _score_once(cache: dict, task, reward_fn, enum) -> None:
+    """Gold reward, proxy reward and correctness of every completion, kept in `cache` while the reward function
+    stays the same object (the completions are the same at every call: the enumeration lists them all)."""
+    key = id(reward_fn)
+    if cache.get("key") == key:
+        return
+    prompts, comps = enum.split()
+    cache.update(key=key, gold=task.gold_reward(prompts, comps),
+                 proxy=np.asarray(reward_fn(enum.tokens, enum.mask, prompts, comps), np.float64),
+                 correct=task.is_correct(prompts, comps).astype(np.float64) if task.verifiable else None)
+
+
+def _entropy_metrics(cfg, task, cache: dict, trainer, enum, ref, H: float) -> dict:
+    """The entropy-mechanism metrics (module docstring) on the reward the run's estimator sees, {} when the engine
+    has no exact E[A | y] for it; the change since the previous call from the parameters kept in `cache`."""
+    name = getattr(cfg, "advantage", None)
+    if name is None or name not in adv_mod.ADVANTAGE_ESTIMATORS or \
+            adv_mod.ADVANTAGE_ESTIMATORS.lookup(name).level != "sequence":
+        return {}
+    R = cache["proxy"]
+    beta = float(getattr(getattr(trainer, "kl_ctl", None), "beta", 0.0) or 0.0)
+    if getattr(cfg, "kl", "none") == "reward" and beta > 0:
+        R = R + losses.kl_penalty_rewards(enum.logp, ref.logp, enum.mask, beta, cfg.kl_estimator).sum(axis=1)
+    try:
+        em = entropy_mechanism(trainer.models.policy, enum, R, name, cfg.group_size, cfg.aggregation,
+                               max_tokens=task.max_new_tokens, std=cfg.std, eps=cfg.adv_eps)
+    except ValueError:                                 # no exact E[A | y] (batch scope, many reward values)
+        return {}
+    gh = em.pop("_grad_entropy")
+    theta = trainer.models.policy.flat.copy()
+    prev = cache.get("entropy_prev")
+    if prev is not None and prev[0].shape == theta.shape:
+        em["exact_entropy_change"] = H - prev[2]
+        em["exact_entropy_change_first_order"] = float(prev[1] @ (theta - prev[0]))
+    cache["entropy_prev"] = (theta, gh, H)
+    return em

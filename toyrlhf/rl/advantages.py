@@ -272,8 +272,18 @@ def process_advantages(step_rewards, step_end, G: int, *, scale: str = "std", st
     B, L = r.shape
     _grouped(np.zeros(B), G)  # validates G and B % G
     n_groups = B // G
-    rg = np.where(ends, r, 0.0).reshape(n_groups, G * L)
-    eg = ends.reshape(n_groups, G * L)
+    norm = _normalised_step_rewards(np.where(ends, r, 0.0).reshape(n_groups, G * L), ends.reshape(n_groups, G * L),
+                                    scale, std, eps).reshape(B, L)
+    # sum over step ends at or after t: reverse cumulative sum along time
+    adv = np.cumsum(norm[:, ::-1], axis=1)[:, ::-1]
+    if mask is not None:
+        adv = np.where(_as_mask(mask, r.shape), adv, 0.0)
+    return np.ascontiguousarray(adv)
+
+
+def _normalised_step_rewards(rg, eg, scale: str, std: str, eps: float) -> np.ndarray:
+    """(n_groups, G * L): each group's step rewards `rg` at its step ends `eg` minus their mean [divided by their
+    std + eps], 0 elsewhere and in a group whose step rewards are all equal."""
     count = eg.sum(axis=1, keepdims=True).astype(np.float64)
     mean = rg.sum(axis=1, keepdims=True) / np.maximum(count, 1.0)
     centred = np.where(eg, rg - mean, 0.0)
@@ -287,12 +297,7 @@ def process_advantages(step_rewards, step_end, G: int, *, scale: str = "std", st
     lo = np.where(eg, rg, np.inf).min(axis=1)
     hi = np.where(eg, rg, -np.inf).max(axis=1)
     centred[lo == hi] = 0.0
-    norm = centred.reshape(B, L)
-    # sum over step ends at or after t: reverse cumulative sum along time
-    adv = np.cumsum(norm[:, ::-1], axis=1)[:, ::-1]
-    if mask is not None:
-        adv = np.where(_as_mask(mask, r.shape), adv, 0.0)
-    return np.ascontiguousarray(adv)
+    return centred
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -190,8 +190,8 @@ class RLConfig:
     numerics or sampling settings would) while the trainer's pi stays at `temperature`; none = no mismatch."""
     rollout_correction: str = "none"
     """How the trainer corrects for the sampler's mu != pi: a per-token weight c_t on the policy-gradient term
-    (rl/rollout_correction.py ROLLOUT_CORRECTIONS): none, seq_is, token_tis, seq_tis, token_mask (IcePop), seq_mask (MIS),
-    geo_mask."""
+    (rl/rollout_correction.py ROLLOUT_CORRECTIONS): none, seq_is, token_tis, seq_tis, token_mask (IcePop),
+    seq_mask (MIS), geo_mask."""
     rollout_is_cap: float = 2.0
     """C of the truncated corrections, min(w, C) (token_tis, seq_tis, geo_mask; verl rollout_is_threshold)."""
     rollout_mask_low: float = 0.5

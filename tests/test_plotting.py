@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from toyrlhf import plotting
+from toyrlhf.plotting.background import CurvesDrawer
 from toyrlhf.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -325,3 +326,77 @@ def test_check_figure_shows_one_minus_cos_on_a_log_axis_with_a_legend_for_its_co
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("parallel" in l for l in labels) and any("expected gradient 0" in l for l in labels)
     assert len(labels) == 3 and "1 − cos" in ax.get_xlabel()
+
+
+def make_pretrain_run(root, steps=40):
+    """A pretraining folder as `toyrlhf pretrain` writes it: the minibatch loss per step, the held-out loss and the
+    corpus entropy in summary.json."""
+    path = root / "pt"
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"stage": "pretrain", "pretrain": {"task": "arith", "seed": 3}}))
+    with open(path / "metrics.jsonl", "w") as f:
+        for t in range(1, steps + 1):
+            f.write(json.dumps({"step": t, "loss": 1.0 + 2.0 / t}) + "\n")
+    (path / "summary.json").write_text(json.dumps({"heldout_loss": 1.08, "heldout_loss_se": 0.01,
+                                                   "corpus_entropy_per_token": 1.02}))
+    return path
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_stage_curves_draw_loss_against_the_held_out_loss_and_the_floor_of_each_stage(tmp_path):
+    """curves.png of a supervised stage (issue 11 item 5): pretraining's loss with its end-of-run held-out loss
+    and the corpus entropy below it; a reward model's loss and accuracy with their held-out points and the
+    Bayes floor and ceiling; titled by the stage, task and seed."""
+    pt = plotting.load_run(make_pretrain_run(tmp_path))
+    fig = plotting.stage_curves_figure(pt, json.loads((pt.path / "summary.json").read_text()))
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    assert ax.get_title().startswith("cross-entropy loss") and ax.get_lines()[-1].get_ydata()[0] == 1.02
+    assert set(_legend(ax)[1:]) == {"held-out, after training (± 1 s.e.)", "corpus entropy (the floor)"}
+    assert fig._suptitle.get_text() == "pretraining on arith · seed 3 · 40 steps"
+    rm = plotting.load_run(make_rm_run(tmp_path))
+    fig = plotting.stage_curves_figure(rm, {"heldout_bayes_loss": 0.6, "bayes_accuracy": 0.67, "n_train_pairs": 9})
+    loss, acc = [a for a in fig.axes if a.get_visible()]
+    assert [ln.get_xdata()[0] for ln in acc.get_lines()[2:3]] == [5]          # held-out points every 5 steps
+    assert _legend(loss)[-1] == "Bayes loss floor (held-out pairs)" and _legend(acc)[-1] == "Bayes ceiling (held-out pairs)"
+    assert fig._suptitle.get_text() == "reward model, sequence head on pref · seed 0 · 20 steps · 9 training pairs"
+    for run in (pt.path, rm.path):                        # plot_run_curves reads summary.json itself
+        assert plotting.plot_run_curves(run, run / "curves.png").read_bytes().startswith(PNG)
+
+
+def test_the_curves_helper_process_draws_the_same_png_as_this_process(tmp_path):
+    """CurvesDrawer (issue 12 item 3): the helper process started with the run writes curves.png byte for byte as
+    plot_run_curves here would, and is gone once it has; a drawer that is never asked stops its helper; none is
+    started where matplotlib is loaded already, nor for any other function, which is called here instead."""
+    run = make_run(tmp_path, "ppo", critic=True)
+    here = plotting.plot_run_curves(run, tmp_path / "here.png")
+    with CurvesDrawer(helper=True) as draw:
+        helper = draw.proc
+        assert helper is not None
+        assert draw(run, tmp_path / "helper.png") == tmp_path / "helper.png"
+        assert helper.returncode == 0                                  # drawn by the helper, which has exited
+    assert (tmp_path / "helper.png").read_bytes() == here.read_bytes()
+    with CurvesDrawer(helper=True) as unused:
+        helper = unused.proc
+    assert helper.returncode is not None
+    assert CurvesDrawer().proc is None                           # this process has matplotlib loaded: no helper
+    calls = []
+    with CurvesDrawer(lambda run_dir, out: calls.append(out), helper=True) as replaced:
+        assert replaced.proc is None
+        replaced(run, tmp_path / "x.png")
+    assert calls == [tmp_path / "x.png"] and not (tmp_path / "x.png").exists()
+
+
+def test_a_failed_helper_leaves_the_figure_and_its_errors_to_this_process(tmp_path):
+    """Whatever happens to the helper, the outcome is plot_run_curves's: a killed helper's figure is drawn here,
+    and a folder the helper refuses is the same one-line UserError."""
+    run = make_run(tmp_path, "grpo")
+    with CurvesDrawer(helper=True) as draw:
+        draw.proc.kill()
+        draw(run, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes() == plotting.plot_run_curves(run, tmp_path / "d.png").read_bytes()
+    (tmp_path / "empty").mkdir()
+    with CurvesDrawer(helper=True) as draw, pytest.raises(UserError, match="no metrics.jsonl"):
+        draw(tmp_path / "empty", tmp_path / "e.png")

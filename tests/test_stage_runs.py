@@ -1,6 +1,7 @@
-"""The supervised stages' run folders and the stage cache under hostile input (issue 13, items 2, 3, 7 and 9):
-divergence anywhere in the pipeline is exit 3 with nothing cached, a failed stage removes every file it wrote,
-FIFOs, huge checkpoint members and deeply nested JSON are one-line refusals."""
+"""The supervised stages' run folders and the stage cache: every stage's folder is complete, learning curves
+included (issue 11 item 5), and holds under hostile input (issue 13, items 2, 3, 7 and 9): divergence anywhere in
+the pipeline is exit 3 with nothing cached, a failed stage removes every file it wrote, FIFOs, huge checkpoint
+members and deeply nested JSON are one-line refusals."""
 import json
 import os
 import time
@@ -10,7 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from toyrlhf import checkpoints, stages
+from toyrlhf import checkpoints, reward_model, stages
+from toyrlhf.config import RMConfig, SFTConfig
 from toyrlhf.errors import UserError
 from toyrlhf.runs import from_json_array, load_npz, read_json
 
@@ -20,6 +22,25 @@ from conftest import run_cli
 UPSTREAM = ["--set", "prompts_per_step=4", "--set", "group_size=4", "--set", "pretrain.steps=30",
             "--set", "pretrain.corpus_size=500", "--set", "sft.steps=10", "--set", "rm.pairs=200",
             "--set", "rm.norm_samples=64"]
+
+
+# ------------------------------------------------------------------------------------------ issue 11 item 5
+STAGE_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.npz", "curves.png")
+
+
+def test_every_stage_s_library_run_writes_a_complete_folder_with_its_learning_curves(tmp_path, cache_dir):
+    """run_pretrain, run_sft and run_rm (what `toyrlhf pretrain | sft | rm` call) write the whole folder, curves.png
+    included, each logging one metrics record per step; the SFT and RM runs start from the folder before them."""
+    pt, s = stages.run_pretrain(stages.PretrainConfig(steps=12, corpus_size=300), tmp_path / "pt")
+    sft, _ = stages.run_sft(SFTConfig(steps=6), tmp_path / "sft", init=pt / "checkpoint.npz")
+    rm, _ = reward_model.run_rm(RMConfig(pairs=80, steps=5, norm_samples=32, eval_every=2, exact=False),
+                                tmp_path / "rm", init=sft / "checkpoint.npz")
+    for folder, steps in ((pt, 12), (sft, 6), (rm, 5)):
+        assert sorted(p.name for p in folder.iterdir()) == sorted(STAGE_FILES), folder
+        assert (folder / "curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == list(range(1, steps + 1)) and all("loss" in r for r in rows)
+    assert s["heldout_loss"] > 0 and not list(cache_dir.iterdir())          # --init: nothing from the cache
 
 
 # ------------------------------------------------------------------------------------------ item 2: divergence

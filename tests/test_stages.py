@@ -67,12 +67,13 @@ def test_pretrain_and_sft_commands_write_run_folders(tmp_path, cache_dir):
     env = {"TOYRLHF_CACHE_DIR": str(cache_dir)}
     r = run_cli(["pretrain", "--task", "length", "--steps", "50", "--out", tmp_path / "pt"], cwd=tmp_path, env_extra=env)
     assert r.returncode == 0, r.stderr
-    for f in ("checkpoint.npz", "config.json", "summary.json"):
+    for f in ("checkpoint.npz", "config.json", "summary.json", "metrics.jsonl", "curves.png"):
         assert (tmp_path / "pt" / f).is_file()
     assert "corpus entropy" in r.stdout
     r = run_cli(["sft", "--init", tmp_path / "pt" / "checkpoint.npz", "--steps", "20", "--out", tmp_path / "sft"],
                 cwd=tmp_path, env_extra=env)
     assert r.returncode == 0, r.stderr
+    assert (tmp_path / "sft" / "curves.png").is_file()
     summary = json.loads((tmp_path / "sft" / "summary.json").read_text())
     assert {"gold_reward_before", "gold_reward_after"} <= set(summary)
 

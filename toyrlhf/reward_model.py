@@ -63,7 +63,8 @@ from .config import Pipeline, RMConfig
 from .errors import UserError
 from .model import ROLE_PARAMS, TinyLM
 from .optim import Adam, clip_grad_norm, cosine_lr
-from .plotting import rm_curves_figure, save_figure
+from .plotting import plot_run_curves
+from .plotting.background import CurvesDrawer
 from .runs import from_json_array, json_array, stage_run, write_json
 from .settings import to_dict
 from .tasks import Task, get_task
@@ -463,17 +464,13 @@ def cached_reward_model(pipe: stages.Pipeline, cfg: RMConfig, progress=None) -> 
 
 
 # ------------------------------------------------------------------------------------------ run folder
-def _curves(path, records: list[dict], summary: dict) -> None:
-    save_figure(rm_curves_figure(records, summary), path)
-
-
 def run_rm(cfg: RMConfig, out=None, *, init=None, task: str = "pref", seed: int = 0, overwrite: bool = False,
            bars=None) -> tuple[Path, dict]:
     """Reward-model training in a run folder from the --init SFT checkpoint or the cached SFT model."""
     sft_model, task = stages.init_model(init, "lm", task)
     t = stages.check_task(task)
     budget.check_stage("rm", cfg, Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed)))
-    with stage_run(out, f"rm-{task}-s{seed}", overwrite, bars) as run:
+    with stage_run(out, f"rm-{task}-s{seed}", overwrite, bars) as run, CurvesDrawer(plot_run_curves) as curves:
         if sft_model is None:
             pipe = Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed))
             (sft_model, init), _ = run.train(pipe.pretrain.steps + pipe.sft.steps,
@@ -486,5 +483,5 @@ def run_rm(cfg: RMConfig, out=None, *, init=None, task: str = "pref", seed: int 
                                         lambda progress: train_reward_model(sft_model, t, cfg, seed, progress))
         summary.update({"task": task, "seed": seed, "wall_time_s": secs})
         run.finish(lambda p: save_reward_model(p, rm, task=task, config={"rm": to_dict(cfg)}), summary,
-                   curves=_curves)
+                   curves=curves)
     return run.dir, summary

@@ -338,16 +338,17 @@ class StageRun:
         writer(path)
 
     def finish(self, save_checkpoint: Callable[[Path], None], summary: dict,
-               curves: Callable[[Path, list, dict], None] | None = None) -> None:
+               curves: Callable[[Path, Path], object] | None = None) -> None:
         """The results, written together once the stage is complete (a signal during its evaluation still stops
-        it with nothing saved; one arriving while these few files are written lets them finish)."""
+        it with nothing saved; one arriving while these few files are written lets them finish). `curves(run
+        folder, out)` draws curves.png from the metrics.jsonl and summary.json just written (plot_run_curves)."""
         self.check_signal("the evaluation after training")
         self.write("checkpoint.npz", save_checkpoint)
         self.write("metrics.jsonl", lambda p: atomic_write_bytes(
             p, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records).encode()))
         self.write("summary.json", lambda p: write_json(p, summary))
         if curves is not None:
-            self.write("curves.png", lambda p: curves(p, self.records, summary))
+            self.write("curves.png", lambda p: curves(self.dir, p))
 
     def remove_written(self, created: bool) -> None:
         for path in self.written:

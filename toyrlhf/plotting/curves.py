@@ -1,5 +1,5 @@
-"""Learning curves: one run's panels (curves.png), a reward model's, and runs grouped by algorithm with a seed
-bootstrap band (`toyrlhf plot`, `compare`)."""
+"""Learning curves: one run folder's panels (curves.png of an RL run or a supervised stage), and runs grouped by
+algorithm with a seed bootstrap band (`toyrlhf plot`, `compare`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..runs import read_json
 from .frontier import frontier_figure
 from .run_data import (Run, available_metrics, check_metrics, group_runs, load_run, runs_text, seed_count,
                        seed_values, stage_of, steps_text, tasks_text)
@@ -18,6 +19,9 @@ DEFAULT_METRICS = ("gold_reward", "reward", "kl", "entropy", "response_length")
 STAGE_METRICS = ("loss", "heldout_loss", "acc", "heldout_expected_accuracy")
 """What `toyrlhf plot` draws by default for a supervised stage's folder (pretrain, sft, rm)."""
 COMPARE_METRICS = ("gold_reward", "reward", "kl", "response_length")
+RUN_CURVES_DPI = 100
+"""curves.png, a run's own quick look, at 100 dpi (1260 x 690 pixels for an RL run): a third less to rasterise and
+encode than the 150 dpi of `toyrlhf plot`'s figures, every run pays it when it ends."""
 RUN_CURVE_METRICS = ("reward", "gold_reward", "kl", "entropy", "response_length", "clip_fraction",
                      "explained_variance", "accuracy")
 
@@ -46,7 +50,7 @@ def run_curves_figure(run: Run):
     zero = [k for k in keys if len(keys) > 1 and _all_zero(run.series(k)[1])]
     keys = [k for k in keys if k not in zero]
     with matplotlib.rc_context(RC):
-        fig, axes = new_figure(len(keys), 4.2, 3.0)
+        fig, axes = new_figure(len(keys), 4.2, 3.0, fixed=True)
         n = len(run.rows)
         k = max(1, n // 20) if n >= 40 else 1
         colour = colour_for(run.algo, [run.algo])
@@ -69,44 +73,69 @@ def run_curves_figure(run: Run):
     return fig
 
 
-def rm_curves_figure(records: Sequence[dict], summary: dict):
-    """Learning curves of a reward-model stage: BT loss and accuracy against step, minibatch (faint, with a moving
-    average) and held-out (points), against the Bayes loss floor and accuracy ceiling of the held-out pairs."""
+STAGE_FLOORS = {
+    "rm": {"loss": ("heldout_bayes_loss", "Bayes loss floor (held-out pairs)"),
+           "acc": ("bayes_accuracy", "Bayes ceiling (held-out pairs)")},
+    "pretrain": {"loss": ("corpus_entropy_per_token", "corpus entropy (the floor)")},
+}
+"""Per stage and panel: the summary.json figure drawn as the line no model can pass, and its legend."""
+STAGE_HELDOUT = {"loss": "heldout_loss", "acc": "heldout_expected_accuracy"}
+"""The held-out counterpart a stage logs every eval_every steps beside its minibatch figure."""
+_STAGE_NAMES = {"pretrain": "pretraining", "sft": "supervised fine-tuning"}   # a reward model is named by its head
+
+
+def stage_curves_figure(run: Run, summary: dict | None = None):
+    """Learning curves of a supervised stage's folder (pretrain, sft, rm): loss, and the minibatch accuracy a
+    reward model logs, against step; minibatch (faint, with a trailing mean), held-out points where the stage logs
+    them (a pretrained model's end-of-run held-out loss from summary.json), and the summary's floor or ceiling
+    (STAGE_FLOORS: the Bayes loss floor and accuracy ceiling of a reward model, the corpus entropy of pretraining)."""
     import matplotlib
-    steps = np.array([r["step"] for r in records], dtype=np.float64)
-    ev = [r for r in records if "heldout_loss" in r]
-    k = max(1, len(records) // 25)
+    summary = summary or {}
+    stage = run.stage
+    keys = [k for k in STAGE_HELDOUT if k in set(run.metrics())] or ["loss"]
+    k = max(1, len(run.rows) // 25)
     with matplotlib.rc_context(RC):
-        fig, axes = new_figure(2, 5.4, 3.9)
-        for ax, key, ho_key, floor_key, floor_name, title, unit in (
-                (axes[0], "loss", "heldout_loss", "heldout_bayes_loss", "Bayes loss floor", "Bradley-Terry loss",
-                 "nats / pair"),
-                (axes[1], "acc", "heldout_expected_accuracy", "bayes_accuracy", "Bayes ceiling", "accuracy",
-                 "fraction of pairs")):
-            vals = np.array([r[key] for r in records], dtype=np.float64)
+        fig, axes = new_figure(len(keys), 5.4, 3.9, fixed=True)
+        for ax, key in zip(axes, keys):
+            steps, vals = run.series(key)
             ax.plot(steps, vals, color="tab:blue", alpha=0.25, lw=1)
             ax.plot(steps, smooth(vals, k), color="tab:blue", lw=2, label=f"train minibatch (trailing mean, {k})")
-            if ev:
-                ax.plot([r["step"] for r in ev], [r[ho_key] for r in ev], "o-", color="tab:orange", lw=2,
+            ho_steps, ho = run.series(STAGE_HELDOUT[key])
+            ok = np.isfinite(ho)
+            if ok.any():
+                ax.plot(ho_steps[ok], ho[ok], "o-", color="tab:orange", lw=2,
                         label="held-out" + (" (expected over the labels)" if key == "acc" else ""))
+            elif key == "loss" and summary.get("heldout_loss") is not None:
+                ax.errorbar([steps[-1]], [summary["heldout_loss"]], yerr=[summary.get("heldout_loss_se") or 0.0],
+                            fmt="o", color="tab:orange", label="held-out, after training (± 1 s.e.)")
+            floor_key, floor_name = STAGE_FLOORS.get(stage, {}).get(key, (None, None))
             if summary.get(floor_key) is not None:
-                ax.axhline(summary[floor_key], color="k", ls="--", lw=1, label=f"{floor_name} (held-out pairs)")
+                ax.axhline(summary[floor_key], color="k", ls="--", lw=1, label=floor_name)
+            title, unit = metric_label(key, stage)
             ax.set_title(title)
             ax.set_xlabel("step")
             ax.set_ylabel(unit)
             ax.legend(frameon=False, fontsize=9)
-            tidy(ax)
-        head = summary.get("head", "")
-        fig.suptitle(f"reward model on {summary.get('task', '?')} · head {head} · seed {summary.get('seed', '?')} · "
-                     f"{summary.get('n_train_pairs', '?')} training pairs")
+            tidy(ax, key)
+        pairs = f" · {summary['n_train_pairs']} training pairs" if "n_train_pairs" in summary else ""
+        seed = f" · seed {run.seed}" if run.seed is not None else ""
+        fig.suptitle(f"{_STAGE_NAMES.get(stage, run.algo)} on {run.task}{seed} · {steps_text([run])}{pairs}")
     return fig
 
 
 def plot_run_curves(run_dir, out) -> Path:
-    """A run's learning curves (reward, gold reward, KL, entropy, response length, and clip fraction, explained
-    variance, accuracy when the run logs them), one small panel each, titled with algorithm, task and steps."""
+    """A run folder's learning curves, one small panel each, titled with algorithm (or stage), task and steps: an RL
+    run's reward, gold reward, KL, entropy, response length (and clip fraction, explained variance, accuracy when
+    it logs them); a supervised stage's loss (and accuracy) against its held-out points and floor
+    (`stage_curves_figure`, which reads the folder's summary.json)."""
     output_format(out)
-    return save_figure(run_curves_figure(load_run(run_dir)), out)
+    run = load_run(run_dir)
+    if run.stage is None:
+        return save_figure(run_curves_figure(run), out, dpi=RUN_CURVES_DPI)
+    summary_path = Path(run_dir) / "summary.json"
+    summary = read_json(summary_path) if summary_path.is_file() else {}
+    return save_figure(stage_curves_figure(run, summary if isinstance(summary, dict) else {}), out,
+                       dpi=RUN_CURVES_DPI)
 
 
 def runs_figure(runs: Sequence[Run], metrics: Sequence[str], smooth_k: int = 1):

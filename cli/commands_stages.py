@@ -63,9 +63,7 @@ def pretrain_cmd(task, steps, seed, out, overwrite, overrides):
     from toyrlhf import stages
     from toyrlhf.config import PretrainConfig
     _check_steps(steps)
-    cfg = _config(PretrainConfig, {"task": task, "seed": seed, "steps": steps}, overrides)
-    if cfg.seed < 0:
-        raise UserError(f"seed must be >= 0, got {cfg.seed}")
+    cfg = _config(PretrainConfig, {"task": task, "seed": seed, "steps": steps}, overrides)   # checks seed >= 0
     run_dir, s = stages.run_pretrain(cfg, out, overwrite=overwrite, bars=progress_bar)
     echo_summary(f"pretrained {cfg.arch} on {cfg.task} in {s['wall_time_s']:.2f} s -> {run_dir}", [
         ("parameters", s["parameters"]),

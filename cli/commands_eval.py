@@ -44,6 +44,11 @@ def format_lines(res: dict) -> list[str]:
                   f"  optimum  reward {o['opt_reward']:.4f}  KL {o['opt_kl']:.4f}  gold {o['opt_gold']:.4f}  "
                   f"J {o['opt_value']:.4f}  (pi* = pi_ref exp(r/beta)/Z)",
                   f"  TV(run, pi*) = {o['tv_to_opt']:.4f}  (mean over prompts)"]
+        if "win_value" in o:
+            lines += [f"  window   reward {o['win_reward']:.4f}  KL {o['win_kl']:.4f}  gold {o['win_gold']:.4f}  "
+                      f"J {o['win_value']:.4f}  (the best policy of the last {o['win_context']} tokens: any TinyLM's "
+                      f"class)", f"  TV(window optimum, pi*) = {o['tv_win_to_opt']:.4f}   TV(run, window optimum) = "
+                      f"{o['tv_to_win']:.4f}"]
     return lines
 
 

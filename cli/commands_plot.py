@@ -47,10 +47,9 @@ def plot_cmd(run_dirs, metrics, smooth, frontier, no_exact, out):
                                    list(metrics) or plotting.default_metrics(runs))
     fronts = None
     if frontier and not no_exact:
-        from toyrlhf.rl.exact_frontier import run_frontiers
         if any(r.stage for r in runs):
             raise UserError("--frontier draws RL runs; a pretrain/sft/rm folder has no KL to a reference")
-        fronts = run_frontiers([r.path for r in runs])
+        fronts = _exact_frontiers([r.path for r in runs])
     plotting.plot_runs(runs, None if frontier else shown, out, smooth=smooth, frontier=frontier,
                        exact_frontiers=fronts)
     notes = [f"{len(descended)} folder{'s' if len(descended) != 1 else ''} of runs plotted as their "
@@ -69,33 +68,50 @@ def plot_cmd(run_dirs, metrics, smooth, frontier, no_exact, out):
         click.echo(f"  {name:<{width}}  {plotting.runs_text(group)}")
     click.echo(f"  metrics: {'reward, gold_reward vs sqrt(kl)' if frontier else ', '.join(shown)}")
     if fronts:
-        click.echo(f"  exact frontier: {len(fronts)} reference{'s' if len(fronts) != 1 else ''}; at each run's final KL "
-                   f"(means of the last steps, as in summary.json), optimum - run:")
-        click.echo(f"    {'':<{width}}  training reward  gold reward (of the proxy's optimum)")
-        for name, (gap, gold_gap) in _frontier_gaps(groups, fronts).items():
-            click.echo(f"    {name:<{width}}  {gap:15.3f}  {gold_gap:11.3f}")
+        _echo_frontier_report(groups, fronts)
+
+
+def _exact_frontiers(paths) -> list:
+    """The exact frontiers under RL runs (toyrlhf.rl.exact_frontier.run_frontiers): `plot --frontier` and
+    compare's frontier.png draw the same ones."""
+    from toyrlhf.rl.exact_frontier import run_frontiers
+    return run_frontiers(list(paths))
+
+
+def _echo_frontier_report(groups: dict, fronts: list) -> None:
+    width = max(len(g) for g in groups)
+    click.echo(f"  exact frontier: {len(fronts)} reference{'s' if len(fronts) != 1 else ''}; at each run's final KL "
+               f"(means of the last steps, as in summary.json), optimum - run; TV of the final policy to pi* of its "
+               f"own objective E[r] - beta KL:")
+    click.echo(f"    {'':<{width}}  training reward  gold reward (of the proxy's optimum)  TV(final, pi*)")
+    for name, (gap, gold_gap, tv) in _frontier_gaps(groups, fronts).items():
+        tv_text = "n/a (no KL term)" if tv is None else f"{tv:.3f}"
+        click.echo(f"    {name:<{width}}  {gap:15.3f}  {gold_gap:11.3f}  {tv_text:>39}")
 
 
 def _frontier_gaps(groups: dict, fronts: list) -> dict:
-    """Per group, the means over its runs of frontier_reward_at(final KL) - final reward, and of the gold reward of
-    the proxy's optimum at that KL - final gold reward: how far below the exact optimum at its own KL an algorithm
-    ends."""
+    """Per group, the means over its runs of frontier_reward_at(final KL) - final reward, of the gold reward of
+    the proxy's optimum at that KL - final gold reward (how far below the exact optimum at its own KL an algorithm
+    ends), and of the total variation of the final checkpoint to pi* at the run's beta (None without a KL term)."""
     import numpy as np
 
     from toyrlhf import plotting
     from toyrlhf.exact import frontier_reward_at
+    from toyrlhf.rl.exact_frontier import tv_to_optimum
 
     of_run = {p: f for f in fronts for p in f["runs"]}
     out = {}
     for name, group in groups.items():
-        gaps = []
+        gaps, tvs = [], []
         for r in group:
             kl, reward, gold = (plotting.final_value(r, k) for k in ("kl", "reward", "gold_reward"))
             if None not in (kl, reward, gold) and r.path in of_run:
                 f = of_run[r.path]
                 gaps.append((frontier_reward_at(f, kl) - reward, float(np.interp(kl, f["kl"], f["gold"])) - gold))
+                tvs.append(tv_to_optimum(r.path))
         if gaps:
-            out[name] = tuple(float(v) for v in np.mean(gaps, axis=0))
+            tv = None if any(t is None for t in tvs) else float(np.mean(tvs))
+            out[name] = (*(float(v) for v in np.mean(gaps, axis=0)), tv)
     return out
 
 
@@ -196,21 +212,29 @@ def _run_compare(configs: dict, run_dirs: dict, jobs: int, root: Path) -> dict:
     return results
 
 
-def _write_comparison(done: list, configs: dict, algos: list, task: str, seeds: int, root: Path) -> str:
-    """comparison.png (curves with seed bands), frontier.png, comparison.md and .csv; returns the Markdown table."""
+def _write_comparison(done: list, configs: dict, algos: list, task: str, seeds: int, root: Path,
+                      exact: bool = True) -> tuple[str, list | None]:
+    """comparison.png (curves with seed bands), frontier.png (over the runs' exact frontiers unless `exact` is
+    false), comparison.md and .csv; returns the Markdown table and the frontiers drawn."""
     from toyrlhf import plotting
     from toyrlhf.runs import atomic_write_bytes
 
     steps = max(c.steps for c in configs.values())
     k = max(1, steps // 25)
     plotting.plot_runs(done, list(plotting.COMPARE_METRICS), root / "comparison.png", smooth=k)
-    plotting.plot_runs(done, None, root / "frontier.png", smooth=k, frontier=True)
+    fronts = None
+    if exact:
+        try:
+            fronts = _exact_frontiers(done)
+        except UserError as e:         # the runs are done: draw them without the frontier rather than fail
+            click.echo(f"toyrlhf: note: frontier.png without the exact frontier ({e})", err=True)
+    plotting.plot_runs(done, None, root / "frontier.png", smooth=k, frontier=True, exact_frontiers=fronts)
     rows = plotting.comparison_table(done)
     md = plotting.table_markdown(rows)
     header = f"# {', '.join(algos)} on {task}: {seeds} seed{'s' if seeds != 1 else ''} × {steps} steps\n\n"
     atomic_write_bytes(root / "comparison.md", (header + md).encode())
     atomic_write_bytes(root / "comparison.csv", plotting.table_csv(rows).encode())
-    return md
+    return md, fronts
 
 
 @click.command("compare")
@@ -223,10 +247,13 @@ def _write_comparison(done: list, configs: dict, algos: list, task: str, seeds: 
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for the runs (<algo>-s<seed>/) and the comparison (default runs/compare-<task>-<time>).")
 @click.option("--overwrite", is_flag=True, help="Replace runs already in a non-empty --out folder.")
+@click.option("--no-exact", "no_exact", is_flag=True,
+              help="Leave the exact optimal frontier out of frontier.png (it enumerates every completion of the task).")
 @set_option
-def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
+def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, no_exact, overrides):
     """Run every algorithm with seeds 0..K-1 in parallel, then write comparison.png (curves with seed bands),
-    frontier.png (reward vs sqrt(KL)) and the table comparison.md / comparison.csv."""
+    frontier.png (reward vs sqrt(KL), over the exact optimal frontier as `plot --frontier` draws it) and the table
+    comparison.md / comparison.csv."""
     from toyrlhf import budget
     from toyrlhf.runs import default_run_dir
     from toyrlhf.sweep.local import available_cpus
@@ -251,7 +278,7 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
         click.echo(f"toyrlhf: run {algo}-s{seed} failed: {err}", err=True)
     if not done:
         raise click.exceptions.Exit(RUNS_FAILED)
-    md = _write_comparison(done, configs, algos, task, seeds, root)
+    md, fronts = _write_comparison(done, configs, algos, task, seeds, root, exact=not no_exact)
     steps_txt = max(c.steps for c in configs.values())
     click.echo(f"compared {', '.join(algos)} on {task}: {len(done)} of {n_runs} runs "
                f"({seeds} seed{'s' if seeds != 1 else ''} × {steps_txt} steps) in {wall:.1f} s on {jobs} "
@@ -261,6 +288,9 @@ def compare_cmd(algos, task, seeds, steps, jobs, out, overwrite, overrides):
     click.echo("")
     click.echo(f"  figures  {root / 'comparison.png'}, {root / 'frontier.png'}")
     click.echo(f"  tables   {root / 'comparison.md'}, {root / 'comparison.csv'}")
+    if fronts:
+        from toyrlhf import plotting
+        _echo_frontier_report(plotting.group_runs([plotting.load_run(d) for d in done]), fronts)
     if failed:
         raise click.exceptions.Exit(RUNS_FAILED)
 

@@ -45,7 +45,7 @@ LAYERS = {
         "toyrlhf.rl.trainer_state",
         "toyrlhf.rl.run", "toyrlhf.rl.exact_metrics", "toyrlhf.rl.exact_eval", "toyrlhf.rl.exact_update",
         "toyrlhf.rl.method_base", "toyrlhf.rl.rft", "toyrlhf.rl.dpo", "toyrlhf.rl.methods", "toyrlhf.rl.bon",
-        "toyrlhf.rl.dpo_facts", "toyrlhf.rl.exact_frontier",
+        "toyrlhf.rl.dpo_facts", "toyrlhf.rl.exact_frontier", "toyrlhf.rl.exact_critic",
         "toyrlhf.check", "toyrlhf.check.*", "toyrlhf.api",
         "toyrlhf.sweep", "toyrlhf.sweep.*"],
     4: ["toyrlhf.__main__", "toyrlhf.cli", "toyrlhf.cli.*"],

@@ -38,6 +38,7 @@ def test_eval_prints_pass_and_maj_at_k_and_writes_the_figure(run_dir, capsys, mo
         assert e.code in (0, None)
     out = capsys.readouterr().out
     assert "pass@k SFT" in out and "maj@k run" in out and "TV(run, pi*)" in out
+    assert "TV(window optimum, pi*)" in out and "TV(run, window optimum)" in out
     assert (run / "eval.png").stat().st_size > 1000
     rows = [l.split() for l in out.splitlines() if l.strip() and l.split()[0] in ("1", "256")]
     k1, k256 = [list(map(float, r[1:])) for r in rows[:2]]

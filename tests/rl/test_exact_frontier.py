@@ -95,4 +95,52 @@ def test_plot_frontier_command_draws_it_and_reports_the_gap(runs, monkeypatch, t
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert "exact frontier: 1 reference;" in text
     gaps = [l.split()[1:] for l in text.splitlines() if l.startswith("    ") and l.split()[0] in ("grpo", "rloo")]
-    assert len(gaps) == 2 and all(len(g) == 2 and np.all(np.isfinite(np.array(g, float))) for g in gaps)
+    assert len(gaps) == 2 and all(len(g) == 3 and np.all(np.isfinite(np.array(g, float))) for g in gaps)
+    assert all(0 < float(g[2]) < 1 for g in gaps)                      # TV(final policy, pi*)
+
+
+def test_tv_to_optimum_is_half_the_l1_distance_to_pi_star_of_the_runs_own_objective(runs, monkeypatch):
+    """pi* written out here as pi_ref exp(r/beta) / Z per prompt (the run's checkpoint reference, its beta)."""
+    from scipy.special import logsumexp
+
+    from toyrlhf.rl.exact_eval import load_run
+    dirs, cache = runs
+    monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(cache))
+    cfg, tr, _ = load_run(dirs[0])
+    e = exact.enumerate_task(tr.models.policy, tr.task, cfg.temperature)
+    ref = exact.rescore(tr.models.reference, e, cfg.temperature)
+    r = np.asarray(tr.reward_fn(e.tokens, e.mask, *e.split()), np.float64)
+    tv = []
+    for q in range(e.n_prompts):
+        sl = slice(e.offsets[q], e.offsets[q + 1])
+        a = ref.seq_logp[sl] + r[sl] / cfg.beta
+        tv.append(0.5 * np.abs(np.exp(e.seq_logp[sl]) - np.exp(a - logsumexp(a))).sum())
+    assert abs(exact_frontier.tv_to_optimum(dirs[0]) - np.mean(tv)) < 1e-12
+
+
+def test_compare_draws_the_exact_frontier_plot_frontier_draws_and_not_with_no_exact(runs, fronts, monkeypatch,
+                                                                                    tmp_path):
+    from toyrlhf.cli import commands_plot
+    dirs, cache = runs
+    monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(cache))
+    seen = {}
+    real = plotting.plot_runs
+
+    def spy(run_dirs, metrics=None, out="plot.png", **kw):
+        seen[(out.name, len(seen))] = kw
+        return real(run_dirs, metrics, out, **kw)
+
+    monkeypatch.setattr(plotting, "plot_runs", spy)
+    configs = {("grpo", 0): config_from_run(dirs[0]), ("rloo", 0): config_from_run(dirs[1])}
+    _, drawn = commands_plot._write_comparison(dirs[:2], configs, ["grpo", "rloo"], "pref", 1, tmp_path / "a")
+    (kw,) = [v for (name, _), v in seen.items() if name == "frontier.png"]
+    assert kw["frontier"] and kw["exact_frontiers"] is drawn and len(drawn) == 1
+    same = next(f for f in fronts if dirs[0] in f["runs"])
+    for key in ("sqrt_kl", "reward", "gold"):
+        np.testing.assert_array_equal(drawn[0][key], same[key])
+    assert (tmp_path / "a" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    seen.clear()
+    _, none = commands_plot._write_comparison(dirs[:2], configs, ["grpo", "rloo"], "pref", 1, tmp_path / "b",
+                                              exact=False)
+    (kw,) = [v for (name, _), v in seen.items() if name == "frontier.png"]
+    assert none is None and kw["exact_frontiers"] is None

@@ -22,8 +22,9 @@ and it vanishes iff, for every window w and token a,
 
 (the soft Q of the tokens after t, averaged over the states the window stands for, weighted by how often pi
 visits them). The solver iterates this map (soft policy iteration with the states of a window aggregated; with no
-shared window it is soft policy iteration itself, which reaches pi* in T sweeps), damping a step that would lower J,
-until the log-probs move by less than `tol`, and polishes with L-BFGS on theta if the gradient is not yet ~0.
+shared window it is soft policy iteration itself, which reaches pi* in T sweeps), as a step in log space that is
+shortened while it would lower J (shared windows can make the full step overshoot and cycle), until the map moves
+no next-token probability by more than `tol`; where the gradient is then not yet ~0 it polishes with L-BFGS.
 
 J is not concave in theta when windows are shared, so the result is a stationary point. The map starts from pi_ref
 and from the occupancy projection of pi*, p_w(a) proportional to sum_{s: w(s) = w} d*(s) pi*(a|s) = the pi*-mass of
@@ -151,21 +152,25 @@ def _soft_map(ref: Enumeration, occ: _Occurrences, r: np.ndarray, beta: float, l
 
 
 def _iterate(ref, occ, r, beta, lp, maxiter: int, tol: float) -> tuple[np.ndarray, bool]:
+    """The map as a step in log space, lp <- log softmax((1 - alpha) lp + alpha map(lp)): alpha doubles after
+    each step (up to 1) and halves until J does not fall (shared windows can make the full step overshoot and
+    cycle). True once the map moves no probability by more than `tol` (a fixed point)."""
     J = window_objective(ref, r, beta, lp, occ)[0]
     alpha = 1.0
     for _ in range(maxiter):
         new = _soft_map(ref, occ, r, beta, lp)
-        cand = new if alpha == 1.0 else log_softmax((1 - alpha) * lp + alpha * new, axis=1)
-        Jc = window_objective(ref, r, beta, cand, occ)[0]
-        if Jc < J - 1e-15:                        # the map overshot (shared windows): a shorter step
+        if float(np.max(np.abs(np.exp(new) - np.exp(lp)))) < tol:    # in probabilities: a log-prob of a
+            return lp, True                                             # token pi never takes may still drift
+        alpha = min(1.0, 2 * alpha)
+        while True:
+            cand = new if alpha == 1.0 else log_softmax((1 - alpha) * lp + alpha * new, axis=1)
+            Jc = window_objective(ref, r, beta, cand, occ)[0]
+            if Jc >= J - 1e-14 * max(1.0, abs(J)):        # no fall beyond round-off
+                break
             alpha /= 2
-            if alpha < 1e-4:
+            if alpha < 1e-6:
                 return lp, False
-            continue
-        moved = float(np.max(np.abs(cand - lp)))
         lp, J = cand, Jc
-        if moved < tol:
-            return lp, True
     return lp, False
 
 
@@ -175,15 +180,16 @@ def _polish(ref, occ, r, beta, lp, gtol: float) -> np.ndarray:
         return -J, -g.ravel()
 
     res = minimize(neg, lp.ravel(), jac=True, method="L-BFGS-B",
-                   options={"gtol": gtol, "ftol": 1e-16, "maxiter": 2000, "maxcor": 30})
+                   options={"gtol": gtol, "ftol": 1e-16, "maxiter": 1000, "maxcor": 30})
     return log_softmax(res.x.reshape(occ.U, occ.V), axis=1)
 
 
 def window_optimum(ref: Enumeration, rewards: np.ndarray, beta: float, gold: np.ndarray | None = None, *,
-                   tol: float = 1e-12, maxiter: int = 1000, gtol: float = 1e-9) -> WindowOptimum:
+                   tol: float = 1e-12, maxiter: int = 300, gtol: float = 1e-8) -> WindowOptimum:
     """The best windowed policy for E[r] - beta KL(pi || pi_ref), beta > 0 (module docstring): the stationarity
     map iterated from pi_ref and from the projection of pi*, polished by L-BFGS where its gradient norm is above
-    `gtol`; the end with the higher J is kept."""
+    `gtol`; the end with the higher J is kept. (A gradient norm of ~1e-8 is where J's float64 round-off stops any
+    line search: the decrease it promises, |g|^2 / curvature, is below J's last digit.)"""
     beta = float(beta)
     if not (beta > 0 and np.isfinite(beta)):
         raise ValueError(f"beta must be a positive finite number, got {beta}")

@@ -83,9 +83,12 @@ def load_run(run_dir) -> tuple:
     return cfg, Trainer(cfg, models), sft
 
 
-def optimum_report(trainer: Trainer, beta: float) -> dict:
+def optimum_report(trainer: Trainer, beta: float, window: bool = True) -> dict:
     """The run's policy against pi* of E[r] - beta KL(pi||ref) (r the run's training reward, ref its reference):
-    J(pi) = E_pi[r] - beta KL, J(pi*) = beta log E_ref[exp(r/beta)], the rewards, KLs, gold rewards, TV(pi, pi*)."""
+    J(pi) = E_pi[r] - beta KL, J(pi*) = beta log E_ref[exp(r/beta)], the rewards, KLs, gold rewards, TV(pi, pi*).
+    With `window`, also the best policy the model's context window can represent (``exact.window_optimum``: pi*
+    restricted to next-token distributions that depend on the last k tokens only, which every TinyLM is): its
+    J, reward, KL and gold ("win_*"), TV(window optimum, pi*) and TV(run, window optimum)."""
     cfg, m = trainer.cfg, trainer.models
     task = trainer.task
     enum = exact.enumerate_task(m.policy, task, cfg.temperature)
@@ -96,9 +99,16 @@ def optimum_report(trainer: Trainer, beta: float) -> dict:
     star = exact.optimum(ref, proxy, beta, gold)
     R = exact.expectation(enum, proxy)[1]
     KL = exact.kl_divergences(enum, ref)["reverse_mean"]
-    return {"beta": beta, "reward": R, "kl": KL, "gold": exact.expectation(enum, gold)[1], "J": R - beta * KL,
-            "opt_reward": star.reward_mean, "opt_kl": star.kl_mean, "opt_gold": star.gold_mean,
-            "opt_value": star.value_mean, "tv_to_opt": exact.total_variation(enum, star.logp)[1]}
+    out = {"beta": beta, "reward": R, "kl": KL, "gold": exact.expectation(enum, gold)[1], "J": R - beta * KL,
+           "opt_reward": star.reward_mean, "opt_kl": star.kl_mean, "opt_gold": star.gold_mean,
+           "opt_value": star.value_mean, "tv_to_opt": exact.total_variation(enum, star.logp)[1]}
+    if window:
+        w = exact.window_optimum(ref, proxy, beta, gold)
+        out.update(win_value=w.value_mean, win_reward=w.reward_mean, win_kl=w.kl_mean, win_gold=w.gold_mean,
+                   win_converged=w.converged, win_context=ref.window,
+                   tv_win_to_opt=exact.total_variation(ref.with_win_logp(w.win_logp), star.logp)[1],
+                   tv_to_win=exact.total_variation(enum, w.logp)[1])
+    return out
 
 
 def evaluate_run(run_dir, ks=KS, sft_only: bool = False) -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import exact
 from ..config import RLConfig
+from .exact_eval import load_run, optimum_report
 from .trainer import Trainer, build_models, config_from_run
 
 BETAS = np.geomspace(1e-3, 1e2, 61)
@@ -60,3 +61,14 @@ def run_frontiers(run_dirs: Sequence, betas=BETAS) -> list[dict]:
             groups[key] = {**_frontier(trainer, betas), "runs": [], "seed": cfg.seed, "reward_settings": reward}
         groups[key]["runs"].append(Path(d))
     return list(groups.values())
+
+
+def tv_to_optimum(run_dir) -> float | None:
+    """TV(pi, pi*) = mean_q 1/2 sum_y |pi(y|q) - pi*(y|q)| of a run's final checkpoint to pi* of its own objective
+    E[r] - beta KL(pi || pi_ref) (its beta setting, its checkpoint's reference, its training reward), as `toyrlhf
+    eval` reports it; None for a run without a KL term (beta = 0 or kl = none) or without a checkpoint."""
+    cfg = config_from_run(run_dir)
+    if not (cfg.beta > 0 and cfg.kl != "none") or not (Path(run_dir) / "checkpoint.npz").is_file():
+        return None
+    _, trainer, _ = load_run(run_dir)
+    return optimum_report(trainer, cfg.beta, window=False)["tv_to_opt"]

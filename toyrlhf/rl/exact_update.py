@@ -30,7 +30,7 @@ from ..runs import NumericalError
 from . import advantages as adv_mod
 from . import losses
 
-__all__ = ["UPDATES", "check_config", "exact_loss_gradient", "exact_step"]
+__all__ = ["UPDATES", "check_config", "enumerated_rewards", "exact_loss_gradient", "exact_step"]
 
 UPDATES = ("sample", "exact")
 """RLConfig.update: 'sample' (rollouts, the default) or 'exact' (the expected update, this module)."""
@@ -62,7 +62,7 @@ def check_config(cfg, task) -> None:
     exact.check_size(len(task.prompts()), task.n_out, task.max_new_tokens, what=f"task {task.name!r} (--update exact)")
 
 
-def _rewards(trainer, enum) -> tuple[np.ndarray, np.ndarray]:
+def enumerated_rewards(trainer, enum) -> tuple[np.ndarray, np.ndarray]:
     """(proxy reward, gold reward) of every enumerated completion, scored once per run (the rewards are frozen)."""
     cache = trainer.__dict__.setdefault("_exact_update_cache", {})
     if cache.get("key") != id(trainer.reward_fn):
@@ -76,7 +76,7 @@ def exact_loss_gradient(trainer, enum, ref, beta: float) -> np.ndarray:
     """E[d loss / d theta] of the trainer's on-policy step, exactly (module docstring): the advantage part from
     ``exact.expected_pg_gradient`` on R = r [- beta sum_t k_t], the KL-loss part summed per (window, token)."""
     cfg, policy, task = trainer.cfg, trainer.models.policy, trainer.task
-    proxy, _ = _rewards(trainer, enum)
+    proxy, _ = enumerated_rewards(trainer, enum)
     R = proxy
     if cfg.kl == "reward" and beta > 0:
         pen = losses.kl_penalty_rewards(enum.logp, ref.logp, enum.mask, beta, cfg.kl_estimator)
@@ -114,7 +114,7 @@ def exact_step(trainer) -> dict:
     beta = trainer.kl_ctl.beta
     enum = exact.enumerate_task(m.policy, task, cfg.temperature)
     ref = exact.rescore(m.reference, enum, cfg.temperature)
-    proxy, gold = _rewards(trainer, enum)
+    proxy, gold = enumerated_rewards(trainer, enum)
     kl = exact.kl_divergences(enum, ref)["reverse_mean"]
     out = {"reward": exact.expectation(enum, proxy)[1], "gold_reward": exact.expectation(enum, gold)[1], "kl": kl,
            "entropy": _token_entropy(enum), "response_length": exact.expectation(enum, enum.lengths)[1]}

@@ -5,10 +5,11 @@ Pseudocode of a step (each line is one method of ``Trainer``):
                        r*_i (dynamic sampling: drop groups whose rewards are all equal, sample more; DAPO)
     2. advantages:     the registered estimator ``advantage`` (``advantages.ADVANTAGE_ESTIMATORS``) on the reward,
                        minus beta * k per token when kl == 'reward'; times the rollout correction c_t when the
-                       sampler's mu differs from pi (sampler_temperature; losses.rollout_correction_weights)
+                       sampler's mu differs from pi (sampler_temperature; losses.rollout_correction_weights);
+                       GAE reads the value model's V(s_t), or the exact V^pi with critic=exact (rl/exact_critic.py)
     3. policy_update:  for epoch in 1..E, for each minibatch of prompt groups:
                            L = surrogate(ratio, A) [+ beta * KL_loss] [- c_H * entropy] -> dL/dlogp -> backward -> Adam
-    4. critic_update:  the same minibatches: L_V = value_loss(V, V_old, returns) -> backward -> Adam (critic methods)
+    4. critic_update:  the same minibatches: L_V = value_loss(V, V_old, returns) -> backward -> Adam (a learned critic)
     5. end_of_step:    adaptive beta (Ziegler et al. 2019), reference reset every N steps (DeepSeek-R1)
     6. metrics:        read off the raw rollout and the updates' statistics; the caller logs and checkpoints
 """
@@ -29,7 +30,7 @@ from ..reward_model import cached_reward_model
 from ..runs import Interrupted, NumericalError, save_npz
 from ..tasks import get_task
 from . import advantages as adv_mod
-from . import exact_update, losses, surrogates, token_masks, trainer_state
+from . import exact_critic, exact_update, losses, surrogates, token_masks, trainer_state
 from .advantages_baselines import multi_reward_advantages
 from .rollout import RewardFn, Rollout, greedy_rewards, rollout
 from .trainer_state import RESUMABLE_CHANGES, check_same_run, config_from_run  # noqa: F401 (their home before)
@@ -89,6 +90,7 @@ class Targets:
     old_values: np.ndarray | None
     loss_mask: np.ndarray
     mismatch: dict | None = None   # rollout-training mismatch statistics (sampler_temperature / rollout_correction)
+    inputs: adv_mod.AdvantageInputs | None = None   # what the estimator read (the critic's error is measured on it)
 
 
 class Trainer:
@@ -114,6 +116,11 @@ class Trainer:
         self.exact_fn: Callable | None = None     # set by `toyrlhf run --exact` (toyrlhf.exact)
         if cfg.update == "exact":                   # `--set update=exact`: expected updates (rl/exact_update.py)
             exact_update.check_config(cfg, self.task)
+        self.exact_critic = None                  # `--set critic=exact`: GAE reads V^pi (rl/exact_critic.py)
+        if cfg.critic == "exact":
+            exact_critic.check_config(self.task)
+            self.exact_critic = exact_critic.ExactCritic()
+        self._value_oracle = None                 # with --exact and a learned critic: the exact V it is compared to
 
     # ------------------------------------------------------------------ rollout
     def collect(self) -> tuple[Rollout, Rollout]:
@@ -153,7 +160,7 @@ class Trainer:
             penalty = losses.kl_penalty_rewards(ro.old_logp, ro.ref_logp, ro.mask, beta, cfg.kl_estimator)
         x = adv_mod.AdvantageInputs(ro.reward, penalty, ro.mask, ro.group_size)
         if est.needs_critic:
-            x.values, _ = self.models.critic.value_forward(ro.tokens, ro.mask)
+            x.values = self.critic_values(ro, beta)
         if est.needs_step_rewards:
             x.step_rewards, x.step_end = self._step_rewards(ro)
         if "lengths" in est.inputs:
@@ -172,7 +179,27 @@ class Trainer:
         mismatch = None
         if ro.sampler_logp is not None:
             adv, mismatch = self.rollout_correction(ro, adv, loss_mask)
-        return Targets(adv, returns, x.values, loss_mask, mismatch)
+        return Targets(adv, returns, x.values, loss_mask, mismatch, x)
+
+    def critic_values(self, ro: Rollout, beta: float) -> np.ndarray:
+        """V(s_t) (B, L) for GAE: the value model's, or with critic=exact the exact V^pi of the policy that sampled
+        `ro`, for this step's beta (rl/exact_critic.py)."""
+        if self.exact_critic is not None:
+            return self.exact_critic.values(self, ro, beta)
+        return self.models.critic.value_forward(ro.tokens, ro.mask)[0]
+
+    def critic_error(self, ro: Rollout, tg: "Targets", beta: float) -> dict:
+        """With --exact and a learned critic, on the steps the exact metrics are due: its GAE advantages against the
+        exact critic's (adv_err_rms, adv_corr, value_err_rms, adv_exact_rms; rl/exact_critic.py), measured before
+        the update moves the policy that sampled `ro`. Otherwise {}."""
+        if self.models.critic is None or tg.inputs is None or not self._exact_due(self.step_count + 1):
+            return {}
+        if self._value_oracle is None:
+            self._value_oracle = exact_critic.ExactCritic()
+        return exact_critic.critic_error(self, ro, tg.inputs, beta, self._value_oracle)
+
+    def _exact_due(self, step: int) -> bool:
+        return self.exact_fn is not None and bool(self.cfg.exact_every) and step % self.cfg.exact_every == 0
 
     @property
     def sampler_temperature(self) -> float | None:
@@ -379,11 +406,13 @@ class Trainer:
         beta = self.kl_ctl.beta                                           # this step's beta, before the controller
         ro, raw = self.collect()
         tg = self.advantages(ro, beta)
+        critic_error = self.critic_error(ro, tg, beta)
         schedule = self.minibatches(ro)
         pstats = self.policy_update(ro, tg, schedule, beta)
         vstats = self.critic_update(ro, tg, schedule) if self.models.critic is not None else None
         kl_mean = self.end_of_step(ro, raw)
         metrics = self.metrics(raw, ro, tg, pstats, vstats, kl_mean, beta)
+        metrics.update(critic_error)
         metrics["time_s"] = time.perf_counter() - t0
         return metrics
 
@@ -419,7 +448,7 @@ class Trainer:
         if vstats is not None:
             out["value_loss"] = _mean(vstats["value_loss"])
             out["explained_variance"] = float(losses.explained_variance(tg.old_values, tg.returns, ro.mask))
-        if self.exact_fn is not None and cfg.exact_every and self.step_count % cfg.exact_every == 0:
+        if self._exact_due(self.step_count):
             out.update(self.exact_fn(self))
         return out
 

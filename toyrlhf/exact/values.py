@@ -26,6 +26,7 @@ Imports only the enumeration and ``tokens``.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,21 +108,39 @@ class StateValues:
         return out
 
 
+_STATES: dict = {}
+"""id(tokens) -> (weak reference to the tree's tokens, unique state keys, the state of each completion token): the
+states depend only on the enumeration's tree, which the engine caches, so a run's every step shares them."""
+
+
+def _state_index(enum: Enumeration, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    hit = _STATES.get(id(enum.tokens))
+    if hit is not None and hit[0]() is enum.tokens:
+        return hit[1], hit[2]
+    P, T = enum.prompt_len, enum.max_new_tokens
+    if enum.n_prompts * float(n_out + 1) ** T >= 2.0 ** 62:
+        raise ValueError("too many states to key in int64 (prompts x (V_out + 1)^T)")
+    keys = enum.prompt_index[:, None].astype(np.int64) * (n_out + 1) ** T + _prefix_codes(enum.completions, n_out)
+    uniq, inv = np.unique(keys[enum.mask[:, P:]], return_inverse=True)
+    if len(_STATES) >= 8:
+        _STATES.pop(next(iter(_STATES)))
+    _STATES[id(enum.tokens)] = (weakref.ref(enum.tokens), uniq, inv.ravel())
+    return uniq, inv.ravel()
+
+
 def state_values(enum: Enumeration, token_rewards: np.ndarray, gamma: float = 1.0) -> StateValues:
     """The exact V^pi(s_t) of every state of `enum` (module docstring) for per-token rewards `token_rewards`
     (N, P+T) (``mdp_token_rewards``) and discount `gamma`; pi is the enumeration's policy."""
     P, T = enum.prompt_len, enum.max_new_tokens
     n_out = int(enum.win_logp.shape[1]) if enum.win_logp is not None else int(enum.tokens.max()) - tk.OUT_OFFSET + 1
-    if enum.n_prompts * float(n_out + 1) ** T >= 2.0 ** 62:
-        raise ValueError("too many states to key in int64 (prompts x (V_out + 1)^T)")
+    uniq, inv = _state_index(enum, n_out)
     cm = enum.mask[:, P:]
     G = returns_to_go(np.asarray(token_rewards, dtype=np.float64)[:, P:], cm, gamma)
     suffix = np.cumsum(np.where(cm, enum.logp[:, P:], 0.0)[:, ::-1], axis=1)[:, ::-1]   # log pi(y_>=t | s_t)
-    w = np.exp(suffix)
-    keys = enum.prompt_index[:, None].astype(np.int64) * (n_out + 1) ** T + _prefix_codes(enum.completions, n_out)
-    uniq, inv = np.unique(keys[cm], return_inverse=True)
-    inv = inv.ravel()
-    values = np.bincount(inv, weights=(w * G)[cm]) / np.bincount(inv, weights=w[cm])
+    w = np.exp(suffix)[cm]
+    values = np.bincount(inv, weights=w * G[cm], minlength=len(uniq)) / np.bincount(inv, weights=w,
+                                                                                       minlength=len(uniq))
     on_enum = np.zeros(enum.tokens.shape)
     on_enum[:, P:][cm] = values[inv]
-    return StateValues(prompts=enum.prompts, n_out=n_out, max_new_tokens=T, keys=uniq, values=values, on_enum=on_enum)
+    return StateValues(prompts=enum.prompts, n_out=n_out, max_new_tokens=T, keys=uniq, values=values,
+                       on_enum=on_enum)

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from toyrlhf import tokens as tk
+from toyrlhf.kernels import pool
 from toyrlhf.model import ModelConfig, TinyLM
 from toyrlhf.optim import Adam, clip_grad_norm
 from toyrlhf.rl import advantages, losses, surrogates
@@ -275,8 +276,8 @@ def main():
             results[(cond, "toyrlhf")] = timed_blocks(step, args.steps, args.reps)
             for name, st in steppers.items():
                 results[(cond, name)] = timed_blocks(st, args.steps, args.reps)
-            threading = numba.threading_layer()
-        print(f"\n[{cond}] load average {os.getloadavg()[0]:.2f}; {torch_info}; numba threading layer {threading}")
+        print(f"\n[{cond}] load average {os.getloadavg()[0]:.2f}; {torch_info}; toyrlhf kernel threads "
+              f"{pool.threads()}")
         for name in ["toyrlhf"] + list(steppers):
             print(f"  {name:16s} {fmt(results[(cond, name)])}")
         tr = results[(cond, "toyrlhf")]["total"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from toyrlhf import kernels
+from toyrlhf.kernels import pool
 from toyrlhf.model import ModelConfig, TinyLM
 from toyrlhf.threads import blas_single_thread
 from test_model import random_batch, small_model
@@ -56,13 +57,55 @@ def test_fast_path_equals_reference_path(arch, shape):
 
 
 @pytest.mark.parametrize("arch, shape", CASES[:3])
-def test_fast_sampler_draws_what_the_reference_sampler_draws(arch, shape):
+@pytest.mark.parametrize("T", [4, 30])
+def test_fast_sampler_draws_what_the_reference_sampler_draws_and_leaves_the_generator_where_it_does(arch, shape, T):
+    """The fast sampler draws every step's uniforms at once, then rewinds the generator to where the reference loop
+    leaves it (with T = 30 every row has stopped at EOS long before the last step)."""
     m = small_model(arch, 2, **shape)
-    prompts = np.array([[3, 4, 5]] * 50)
-    T = 4
-    fast, ref = both_paths(m, lambda: m.sample(prompts, T, np.random.default_rng(5), 0.8))
+    prompts = np.random.default_rng(1).integers(3, 7, (50, 3))
+    if shape.get("align") == "prefix":
+        T = min(T, m.config.window - 2)
+
+    def run():
+        rng = np.random.default_rng(5)
+        return m.sample(prompts, T, rng, 0.8), rng.random(3)
+
+    (fast, fast_next), (ref, ref_next) = both_paths(m, run)
     assert np.array_equal(fast.tokens, ref.tokens) and np.array_equal(fast.mask, ref.mask)
     assert rel(fast.logp, ref.logp) <= FAST_TOL
+    assert np.array_equal(fast_next, ref_next)
+
+
+def test_fast_sampler_refuses_a_prefix_window_past_its_end_as_the_reference_does():
+    m = small_model("mlp", 3, k=5, align="prefix", reward_pool="last")
+    prompts = np.array([[3, 4, 5]] * 8)
+    errors = both_paths(m, lambda: pytest.raises(ValueError, m.sample, prompts, 6, np.random.default_rng(0)))
+    assert str(errors[0].value) == str(errors[1].value)
+
+
+@pytest.mark.parametrize("arch, shape", CASES)
+def test_fast_path_gives_the_same_bits_for_any_chunking_between_threads(arch, shape):
+    """Row chunks and column chunks shared between threads (kernels.pool): one chunk, or 16-row chunks on four
+    threads, give the same bytes for every output and gradient, and the same samples."""
+    rng = np.random.default_rng(3)
+    m = small_model(arch, 4, **{**dict(h=40), **shape})
+    tokens, mask = random_batch(rng, 7, 300, 3, 4)
+    wl, we = rng.normal(size=tokens.shape), rng.normal(size=tokens.shape)
+
+    def run():
+        lp, ent, c = m.logp_forward(tokens, mask, 0.7)
+        v, vc = m.value_forward(tokens, mask)
+        r, rc = m.reward_forward(tokens, mask)
+        s = m.sample(tokens[:, :3], 4, np.random.default_rng(2))
+        return [lp, ent, m.logp_backward(wl, c, we), v, m.value_backward(wl, vc), r, m.reward_backward(we[:, 0], rc),
+                s.tokens, s.logp]
+
+    one = run()
+    with pool.configure(threads=4, min_rows=1):
+        assert len(pool.row_chunks(300)) > 2 and len(pool.col_chunks(40, 300)) > 2
+        shared = run()
+    for a, b in zip(one, shared):
+        assert np.array_equal(a, b)
 
 
 def test_vectorised_exp_and_tanh_match_libm():

@@ -28,20 +28,22 @@ tokens[b, 0 .. end] followed by PAD up to k tokens ("prefix").
 Two implementations of every head, the same mathematics:
   * the reference path (`trunk_forward` / `trunk_backward`, `_ref_*` methods): NumPy with named intermediates,
     the readable specification that the finite-difference gradient checks verify;
-  * the fast path (default, `TinyLM.fast = True`): fused numba kernels (`model_fast.py` over `toyrlhf/kernels/`, which explains the
-    algebra), no BLAS call, bit-identical results for any NUMBA_NUM_THREADS / OPENBLAS_NUM_THREADS.
-    tests/test_kernels.py checks fast == reference to 1e-12 (relative to the largest entry).
+  * the fast path (default, `TinyLM.fast = True`): fused numba kernels (`model_fast.py` over toyrlhf/kernels/,
+    whose forward.py explains the algebra), run once per distinct window of a batch, no BLAS call, bit-identical
+    results for any NUMBA_NUM_THREADS / OPENBLAS_NUM_THREADS. tests/test_kernels.py checks fast == reference to
+    1e-12 (relative to the largest entry).
 The public methods dispatch on `self.fast`; their caches are private to the path that made them.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import kernels
-from .model_fast import FastPath
+from .model_fast import FastPath, FastTrunk
 from .tokens import BOS, EOS, OUT_OFFSET, PAD
 
 ARCHS = ("mlp", "bigram")
@@ -50,7 +52,6 @@ REWARD_POOLS = ("mean", "last")
 RM_HEADS = ("sequence", "mean")
 """The reward model's shape (``RMConfig.head``): 'sequence' = one prefix window over prompt + completion read at the
 last token (align='prefix', reward_pool='last'); 'mean' = the policy's recent windows, mean-pooled."""
-_NO_TARGETS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -132,14 +133,14 @@ ROLE_PARAMS = {
 
 
 def _is_fast(tcache) -> bool:
-    """Was this trunk cache made by the fast path? (The reference cache starts with the window array.)"""
-    return isinstance(tcache[0], str)
+    """Was this trunk cache made by the fast path? (The reference cache is a tuple starting with the windows.)"""
+    return isinstance(tcache, FastTrunk)
 
 
 def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     out, i = {}, 0
     for name, shape in shapes.items():
-        n = int(np.prod(shape))
+        n = math.prod(shape)
         out[name] = flat[i:i + n].reshape(shape)
         i += n
     return out
@@ -154,7 +155,7 @@ class TinyLM(FastPath):
     def __init__(self, config: ModelConfig, seed: int | np.random.Generator = 0, init: str = "default"):
         self.config = config
         self.shapes = param_shapes(config)
-        self.flat = np.zeros(sum(int(np.prod(s)) for s in self.shapes.values()))
+        self.flat = np.zeros(sum(math.prod(s) for s in self.shapes.values()))
         self.params = _views(self.flat, self.shapes)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._init_params(rng, init)
@@ -193,7 +194,7 @@ class TinyLM(FastPath):
     def num_params(self, role: str | None = None) -> int:
         """Parameters a model in `role` ('policy', 'value', 'reward') uses; all if role is None."""
         names = self.shapes if role is None else [n for n in ROLE_PARAMS[role] if n in self.shapes]
-        return int(sum(np.prod(self.shapes[n]) for n in names))
+        return sum(math.prod(self.shapes[n]) for n in names)
 
     # ---------------------------------------------------------------- rows
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
@@ -255,8 +256,8 @@ class TinyLM(FastPath):
     def next_logprobs(self, X: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """Log-probabilities (N, V_out) of the next token after each context window X (N, k)."""
         if self.fast:
-            X = np.ascontiguousarray(X, dtype=np.int64)
-            return self._fast_logprobs(X, self._fast_trunk(X)[0], 1.0 / temperature, _NO_TARGETS)[0]
+            tc, logprobs, _ = self._fast_forward(X, 1.0 / temperature, lm=True)
+            return logprobs[tc.of_row]
         H, _ = self.trunk_forward(X)
         return kernels._log_softmax(self._logits(H), 1.0 / temperature)
 
@@ -279,8 +280,10 @@ class TinyLM(FastPath):
             raise ValueError("PAD and BOS cannot be predicted: they are input-only tokens")
         X = self.contexts(tokens, rows, cols - 1)                     # (N, k)
         if self.fast:
-            H, tcache = self._fast_trunk(X)
-            logprobs, lp, ent = self._fast_logprobs(X, H, 1.0 / temperature, targets)
+            tcache, logprobs, _ = self._fast_forward(X, 1.0 / temperature, lm=True)   # distinct windows' rows
+            H = tcache.H
+            lp = logprobs[tcache.of_row, targets]
+            ent = tcache.ent[tcache.of_row]
         else:
             H, tcache = self.trunk_forward(X)                         # (N, F)
             logprobs = kernels._log_softmax(self._logits(H), 1.0 / temperature)   # (N, V_out)
@@ -302,7 +305,7 @@ class TinyLM(FastPath):
                 else np.ascontiguousarray(dentropy[rows, cols], dtype=np.float64))
         g, grads = self.zeros_like_params()
         if _is_fast(tcache):
-            self._fast_logp_backward(logprobs, targets, dlp, dent, 1.0 / temperature, H, tcache, grads)
+            self._fast_logp_backward(logprobs, targets, dlp, dent, 1.0 / temperature, tcache, grads)
             return g
         dlogits = kernels._dlogits(logprobs, targets, dlp, dent, 1.0 / temperature)    # (N, V_out)
         grads["W2"] += H.T @ dlogits                                                   # (F, V_out)
@@ -319,8 +322,9 @@ class TinyLM(FastPath):
         rows, cols = np.nonzero(mask)
         X = self.contexts(tokens, rows, cols - 1)
         if self.fast:
-            H, tcache = self._fast_trunk(X)
-            v = self._fast_scalar_head(X, H, "wv") + self.params["bv"][0]
+            tcache, _, s = self._fast_forward(X, w="wv")
+            H = tcache.H
+            v = s[tcache.of_row] + self.params["bv"][0]
         else:
             H, tcache = self.trunk_forward(X)                              # (N, F)
             v = H @ self.params["wv"] + self.params["bv"][0]               # (N,)
@@ -362,8 +366,9 @@ class TinyLM(FastPath):
             rows, counts = np.arange(B), np.ones(B)                        # one window per sequence
         X = self.contexts(tokens, rows, cols)                              # (N, k) windows ending AT each token
         if self.fast:
-            H, tcache = self._fast_trunk(X)
-            s = self._fast_scalar_head(X, H, "wr")
+            tcache, _, s = self._fast_forward(X, w="wr")
+            H = tcache.H
+            s = s[tcache.of_row]
         else:
             H, tcache = self.trunk_forward(X)                              # (N, F)
             s = H @ self.params["wr"]                                      # (N,)

@@ -1,27 +1,80 @@
 """TinyLM's fast path: the model-side half of the fused numba kernels (toyrlhf/kernels/), as a mixin of TinyLM.
 
-Each method prepares what a kernel reads (the first-layer table, the zero-padded LM head, the transposed W1),
-calls it and adds its output into the named gradients; `model.py` dispatches to these when `TinyLM.fast` is set.
+Each method prepares what a kernel reads (the distinct windows, the first-layer table, the zero-padded LM head,
+the transposed W1), shares the kernel's row or column chunks between threads (kernels.pool) and adds its output
+into the named gradients; `model.py` dispatches to these when `TinyLM.fast` is set.
+
+The trunk and the heads run once per distinct window of a batch (kernels/forward.py says why that is the same
+mathematics); a row's outputs are its window's, looked up through `FastTrunk.of_row`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import kernels
+from .kernels import pool
 from .tokens import BOS, EOS, OUT_OFFSET, PAD
+
+_E1 = np.zeros(0)
+_E2 = np.zeros((0, 0))
+
+
+@dataclass
+class FastTrunk:
+    """The fast path's trunk cache: the rows' windows X (N, k), their distinct windows Xu (U, k) and
+    of_row (N,) (row n's window is Xu[of_row[n]]), the features H (U, h) of Xu (None for the bigram: its
+    features are the one-hot code of the last token, used as a row index), and the LM head's entropy (U,) when a
+    forward computed it."""
+
+    X: np.ndarray
+    Xu: np.ndarray
+    of_row: np.ndarray
+    H: np.ndarray | None
+    ent: np.ndarray | None = None
 
 
 class FastPath:
     """The `_fast_*` methods of TinyLM (self is a TinyLM: config, params)."""
 
-    def _fast_trunk(self, X: np.ndarray):
-        """Features H (N, h) of the windows X through the fused kernels (None for the bigram: its features are
-        the one-hot code of X[:, -1], used as a row index instead), and the fast path's trunk cache."""
-        if self.config.arch == "bigram":
-            return None, ("fast", np.ascontiguousarray(X[:, -1]), None)
+    def _fast_forward(self, X: np.ndarray, inv_temp: float = 1.0, lm: bool = False, w: str | None = None):
+        """(FastTrunk, logprobs (U, V_out), s (U,)) of the distinct windows of X (N, k): the LM head when `lm`
+        (else logprobs is None), the scalar head with weight `w` when given (else s is None)."""
+        X = np.ascontiguousarray(X, dtype=np.int64)
         p = self.params
-        H = kernels._mlp_hidden(X, self._table(), p["b1"], self.config.vocab_size)   # (N, h)
-        return H, ("fast", X, H)
+        if self.config.arch == "bigram":                               # logits = W2[x_k], s = w[x_k]
+            Xu, of_row = kernels._distinct_rows(X[:, -1:])
+            tc, logprobs, s = FastTrunk(X, Xu, of_row, None), None, None
+            if lm:
+                logprobs, tc.ent = kernels._logits_forward(p["W2"][Xu[:, 0]], inv_temp)
+            if w is not None:
+                s = p[w][Xu[:, 0]]
+            return tc, logprobs, s
+        Xu, of_row = kernels._distinct_rows(X)
+        U = Xu.shape[0]
+        H = np.empty((U, self.config.hidden))
+        W2p, b2p, logprobs, ent = _E2, _E1, _E2, _E1
+        if lm:
+            W2p, b2p = self._padded_head()
+            logprobs, ent = np.empty((U, self.config.n_out)), np.empty(U)
+        wv, s = (_E1, _E1) if w is None else (p[w], np.empty(U))
+        pool.run(kernels._mlp_rows, (Xu, self._table(), p["b1"], self.config.vocab_size, W2p, b2p, inv_temp, wv),
+                 pool.row_chunks(U), (H, logprobs, ent, s))
+        tc = FastTrunk(X, Xu, of_row, H, ent if lm else None)
+        return tc, (logprobs if lm else None), (s if w is not None else None)
+
+    def _fast_trunk(self, X: np.ndarray):
+        """(features H (U, h) of the distinct windows of X, or None for the bigram; the trunk cache)."""
+        tc = self._fast_forward(X)[0]
+        return tc.H, tc
+
+    def _fast_scalar_head(self, X, H, w: str) -> np.ndarray:
+        """s[n] = H(window n) . w for the rows of X, H from `_fast_trunk(X)`: the numbers `_fast_forward` gives."""
+        X = np.ascontiguousarray(X, dtype=np.int64)
+        if H is None:                                                  # bigram: w[x_k]
+            return self.params[w][X[:, -1]]
+        return kernels._rows_dot(H, self.params[w])[kernels._distinct_rows(X)[1]]
 
     def _table(self) -> np.ndarray:
         """kernels._mlp_table (k*V, h) of the current emb and W1, reused while they are unchanged (a frozen
@@ -45,59 +98,57 @@ class FastPath:
         b2p[:Vo] = self.params["b2"]
         return W2p, b2p
 
-    def _fast_logprobs(self, X, H, inv_temp, targets):
-        """(logprobs (N, V_out), logp of targets (N,), entropy (N,)) of the LM head."""
-        if H is None:                                                  # bigram: logits = W2[x_k]
-            return kernels._logits_forward(self.params["W2"][X[:, -1]], inv_temp, targets)
-        W2p, b2p = self._padded_head()
-        return kernels._lm_forward(H, W2p, b2p, self.config.n_out, inv_temp, targets)
-
-    def _fast_trunk_backward(self, dpre, tcache, grads) -> None:
-        _, X, _ = tcache
-        W1, k, d = self.params["W1"], self.config.context, self.config.embed
-        W1T = np.ascontiguousarray(W1.reshape(k, d, -1).transpose(0, 2, 1))      # (k, h, d)
-        demb, dW1, db1 = kernels._mlp_trunk_backward(X, dpre, self.params["emb"], W1, W1T)
-        grads["emb"] += demb
+    def _fast_backward(self, G: np.ndarray, WT: np.ndarray, tc: FastTrunk, grads) -> np.ndarray:
+        """Trunk gradients (into grads) from G (U, C) = dL/d(head outputs) of the distinct windows, with the
+        head's weight transposed WT (C, h); returns the head weight's gradient transposed, dWT (C, h)."""
+        H = tc.H
+        U, h = H.shape
+        cfg = self.config
+        k, d, V = cfg.context, cfg.embed, cfg.vocab_size
+        dpre = np.empty((U, h))
+        pool.run(kernels._head_rows_backward, (H, WT, G), pool.row_chunks(U), (dpre,))
+        dWT, S, db1, dW1 = np.zeros((G.shape[1], h)), np.zeros((k * V, h)), np.zeros(h), np.zeros((k * d, h))
+        pool.run(kernels._trunk_weight_cols, (tc.Xu, H, G, dpre, self.params["emb"], V), pool.col_chunks(h, U),
+                 (dWT, S, db1, dW1))
+        W1T = np.ascontiguousarray(self.params["W1"].reshape(k, d, h).transpose(0, 2, 1))   # (k, h, d)
+        grads["emb"] += kernels._emb_grad(S, W1T, V)
         grads["W1"] += dW1
         grads["b1"] += db1
+        return dWT
 
-    def _fast_logp_backward(self, logprobs, targets, dlp, dent, inv_temp, H, tcache, grads) -> None:
-        if H is None:                                                  # bigram: scatter dlogits into W2's rows
-            dlogits = kernels._dlogits_rows(logprobs, targets, dlp, dent, inv_temp)
-            kernels._scatter_rows(tcache[1], dlogits, grads["W2"])
+    def _fast_logp_backward(self, logprobs, targets, dlp, dent, inv_temp, tc: FastTrunk, grads) -> None:
+        """The LM head's backward: the rows' dlogits summed per distinct window (kernels._grouped_dlogits)."""
+        G = kernels._grouped_dlogits(tc.of_row, targets, dlp, dent, logprobs, tc.ent, inv_temp)    # (U, V_out)
+        if tc.H is None:                                               # bigram: G into W2's rows (distinct)
+            grads["W2"][tc.Xu[:, 0]] += G
             return
-        W2T = np.ascontiguousarray(self.params["W2"].T)                # (V_out, h)
-        dlogits, dpre = kernels._lm_backward_rows(H, W2T, logprobs, targets, dlp, dent, inv_temp)
-        grads["W2"] += kernels._weighted_row_sums(dlogits, H).T        # (h, V_out)
-        grads["b2"] += kernels._col_sums(dlogits)
-        self._fast_trunk_backward(dpre, tcache, grads)
+        grads["W2"] += self._fast_backward(G, np.ascontiguousarray(self.params["W2"].T), tc, grads).T
+        grads["b2"] += G.sum(axis=0)
 
-    def _fast_scalar_head(self, X, H, w: str) -> np.ndarray:
-        if H is None:                                                  # bigram: w[x_k]
-            return self.params[w][X[:, -1]]
-        return kernels._rows_dot(H, self.params[w])
-
-    def _fast_scalar_head_backward(self, ds, H, tcache, w: str, grads) -> None:
+    def _fast_scalar_head_backward(self, ds, H, tcache: FastTrunk, w: str, grads) -> None:
+        """A scalar head s = H . w: ds (N,) per row, summed per distinct window, into grads[w] and the trunk."""
+        ds = np.ascontiguousarray(ds, dtype=np.float64)
         if H is None:
-            grads[w] += np.bincount(tcache[1], weights=ds, minlength=self.config.vocab_size)
+            grads[w] += np.bincount(tcache.X[:, -1], weights=ds, minlength=self.config.vocab_size)
             return
-        dw, dpre = kernels._scalar_head_backward(H, ds, self.params[w])
-        grads[w] += dw
-        self._fast_trunk_backward(dpre, tcache, grads)
+        G = np.bincount(tcache.of_row, weights=ds, minlength=H.shape[0])[:, None]     # (U, 1), rows in order
+        grads[w] += self._fast_backward(G, self.params[w][None, :], tcache, grads)[0]
 
     def _fast_sample(self, tokens, mask, logp, alive, P, T, rng, temperature) -> None:
-        """`sample` for the MLP: one fused kernel per token step (window, trunk, head, draw, bookkeeping), the
-        same uniforms from `rng` as the reference loop; fills tokens, mask and logp in place."""
+        """`sample` for the MLP: every token step in one kernel call per chunk of rows, with the uniforms the
+        reference loop draws (one per row per step while any row is alive): they are drawn for every step at once,
+        then the generator is set to where the reference loop leaves it. Fills tokens, mask, logp in place."""
         cfg, p = self.config, self.params
         B = tokens.shape[0]
-        table = self._table()
-        W2p, b2p = self._padded_head()
         prefix = cfg.align == "prefix"
-        for t in range(T):
-            if prefix and P + t - 1 >= cfg.window:
-                self.contexts(tokens, np.zeros(1, np.int64), np.full(1, P + t - 1))   # raises the ValueError
-            u = rng.random(B)
-            kernels._sample_step(tokens, P + t, alive, u, table, p["b1"], W2p, b2p, cfg.n_out, cfg.vocab_size,
-                                 cfg.window, prefix, 1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS, logp, mask)
-            if not alive.any():
-                break
+        steps_ok = max(0, min(T, cfg.window - P + 1)) if prefix else T   # a prefix window ends at position k-1
+        state = rng.bit_generator.state
+        U = rng.random((steps_ok, B))
+        W2p, b2p = self._padded_head()
+        head = (tokens, P, steps_ok, U, self._table(), p["b1"], W2p, b2p, cfg.n_out, cfg.vocab_size, prefix,
+                1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS)
+        steps = max(pool.run(kernels._sample_rows, head, pool.row_chunks(B), (logp, mask, alive)))
+        rng.bit_generator.state = state
+        rng.random(steps * B)                       # the same stream position as `steps` draws of B uniforms
+        if steps_ok < T and alive.any():
+            self.contexts(tokens, np.zeros(1, np.int64), np.full(1, P + steps_ok - 1))   # raises the ValueError

@@ -6,7 +6,7 @@ import numpy as np
 from .jit import _kernel
 
 
-@_kernel(parallel=False)
+@_kernel()
 def _adam_update(params, grad, m, v, lr, beta1, beta2, eps, bc1, bc2):
     """One bias-corrected Adam step in place, element by element, in the operation order of the NumPy form
     (so the result is bit-identical to it): one pass over memory instead of ten array temporaries.
@@ -23,7 +23,8 @@ def _adam_update(params, grad, m, v, lr, beta1, beta2, eps, bc1, bc2):
         v[i] = vi
         params[i] -= lr * (mi / bc1) / (np.sqrt(vi / bc2) + eps)
 
-@_kernel(parallel=False, contract=True)
+
+@_kernel(contract=True)
 def _sum_squares(x):
     """sum_i x_i^2 with eight fixed partial sums (a fixed order; BLAS ddot's order depends on its threads)."""
     n = x.shape[0]

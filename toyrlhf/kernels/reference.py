@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
-
 from .jit import _kernel
 
 
-@_kernel(parallel=False)
+@_kernel()
 def _gather_contexts(tokens, rows, ends, k, bos):
     """X[n] = tokens[rows[n], ends[n]-k+1 .. ends[n]], positions before 0 read as BOS.  -> (N, k) int64"""
     n = rows.shape[0]
     out = np.empty((n, k), dtype=np.int64)
-    for i in prange(n):
+    for i in range(n):
         b = rows[i]
         e = ends[i]
         for j in range(k):
@@ -23,20 +21,22 @@ def _gather_contexts(tokens, rows, ends, k, bos):
                 out[i, j] = tokens[b, pos]
     return out
 
-@_kernel(parallel=False)
+
+@_kernel()
 def _embed_concat(X, emb):
     """E[n, j*d:(j+1)*d] = emb[X[n, j]]  -> (N, k*d)"""
     n, k = X.shape
     d = emb.shape[1]
     out = np.empty((n, k * d), dtype=np.float64)
-    for i in prange(n):
+    for i in range(n):
         for j in range(k):
             t = X[i, j]
             for c in range(d):
                 out[i, j * d + c] = emb[t, c]
     return out
 
-@_kernel(parallel=False)
+
+@_kernel()
 def _embed_backward(X, dE, demb):
     """demb[X[n, j]] += dE[n, j*d:(j+1)*d], serial in a fixed order (a scatter-add across rows)."""
     n, k = X.shape
@@ -47,21 +47,23 @@ def _embed_backward(X, dE, demb):
             for c in range(d):
                 demb[t, c] += dE[i, j * d + c]
 
-@_kernel(parallel=False)
+
+@_kernel()
 def _one_hot_last(X, V):
     """Bigram trunk: the one-hot code of the last context token.  -> (N, V)"""
     n, k = X.shape
     out = np.zeros((n, V), dtype=np.float64)
-    for i in prange(n):
+    for i in range(n):
         out[i, X[i, k - 1]] = 1.0
     return out
 
-@_kernel(parallel=False)
+
+@_kernel()
 def _log_softmax(logits, inv_temp):
     """Row-wise log-softmax of logits * inv_temp, shifted by the row max (stable for any finite logits)."""
     n, v = logits.shape
     out = np.empty((n, v), dtype=np.float64)
-    for i in prange(n):
+    for i in range(n):
         m = logits[i, 0] * inv_temp
         for j in range(1, v):
             z = logits[i, j] * inv_temp
@@ -75,7 +77,8 @@ def _log_softmax(logits, inv_temp):
             out[i, j] = logits[i, j] * inv_temp - lse
     return out
 
-@_kernel(parallel=False)
+
+@_kernel()
 def _dlogits(logprobs, targets, dlogp, dentropy, inv_temp):
     """Backward of logp = logprobs[n, target] and entropy = -sum p log p through the tempered log-softmax.
 
@@ -84,7 +87,7 @@ def _dlogits(logprobs, targets, dlogp, dentropy, inv_temp):
     """
     n, v = logprobs.shape
     out = np.empty((n, v), dtype=np.float64)
-    for i in prange(n):
+    for i in range(n):
         ent = 0.0
         for j in range(v):
             ent -= np.exp(logprobs[i, j]) * logprobs[i, j]
@@ -96,12 +99,13 @@ def _dlogits(logprobs, targets, dlogp, dentropy, inv_temp):
             out[i, j] = g * inv_temp
     return out
 
-@_kernel(parallel=False)
+
+@_kernel()
 def _categorical(logprobs, u):
     """Inverse-CDF draw per row: the first j with cumsum(p)[j] > u (u uniform in [0, 1))."""
     n, v = logprobs.shape
     out = np.empty(n, dtype=np.int64)
-    for i in prange(n):
+    for i in range(n):
         c = 0.0
         pick = v - 1  # round-off guard: cumsum may end a hair below 1
         for j in range(v):

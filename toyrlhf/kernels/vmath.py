@@ -11,8 +11,6 @@ accuracy near 0. NaN propagates.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
-
 from .jit import _helper, _kernel
 
 _INV_LN2 = 1.4426950408889634
@@ -32,6 +30,7 @@ def _pow2_bits(fb, m):
     for i in range(m):
         ib[i] = (ib[i] + _EXP_OFF) << 52
 
+
 @_helper
 def _vexp(x, out, fb, q, m):
     """out[i] = exp(x[i]) for i < m, x <= 709 (x < -708 is read as -708: e^-708 = 3e-308). Vectorises.
@@ -50,6 +49,7 @@ def _vexp(x, out, fb, q, m):
     for i in range(m):
         s = fb[i]
         out[i] = s + s * q[i]
+
 
 @_helper
 def _vtanh(x, fb, q, m):
@@ -71,30 +71,28 @@ def _vtanh(x, fb, q, m):
         t = em / (em + 2.0)
         x[i] = t if x[i] >= 0.0 else -t
 
-@_kernel(parallel=True, contract=True)
+
+@_kernel(contract=True)
 def _vexp_array(x):
     """exp of a 1-D array through `_vexp` (for tests and benchmarks)."""
     n = x.shape[0]
     out = np.empty(n)
-    nb = (n + 1023) // 1024
-    for b in prange(nb):
-        lo = b * 1024
+    fb = np.empty(1024)
+    q = np.empty(1024)
+    for lo in range(0, n, 1024):
         m = min(n, lo + 1024) - lo
-        fb = np.empty(m)
-        q = np.empty(m)
         _vexp(x[lo:lo + m], out[lo:lo + m], fb, q, m)
     return out
 
-@_kernel(parallel=True, contract=True)
+
+@_kernel(contract=True)
 def _vtanh_array(x):
     """tanh of a 1-D array through `_vtanh` (for tests and benchmarks)."""
     n = x.shape[0]
     out = x.copy()
-    nb = (n + 1023) // 1024
-    for b in prange(nb):
-        lo = b * 1024
+    fb = np.empty(1024)
+    q = np.empty(1024)
+    for lo in range(0, n, 1024):
         m = min(n, lo + 1024) - lo
-        fb = np.empty(m)
-        q = np.empty(m)
         _vtanh(out[lo:lo + m], fb, q, m)
     return out

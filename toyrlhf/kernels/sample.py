@@ -1,0 +1,81 @@
+"""Autoregressive sampling of the MLP in one kernel call per chunk of rows, all token steps included."""
+from __future__ import annotations
+
+import numpy as np
+
+from .forward import ROW_BLOCK, _find_or_add, _hash_table, _hidden_block, _log_softmax_block, _logits_block
+from .jit import _kernel
+
+
+@_kernel(contract=True)
+def _sample_rows(tokens, P0, T, U, P, b1, W2p, b2p, Vo, V, prefix, inv_temp, bos, pad, out_offset, eos, lo, hi,
+                 logp, mask, alive):
+    """Rows lo..hi of `TinyLM.sample`, for up to T token steps from position P0. At step t every live row b reads
+    its window ending at P0+t-1 (the BOS-padded 'recent' window, or the PAD-filled 'prefix' window), the trunk
+    and the LM head run once per distinct window, and the row draws by inverse CDF with U[t, b] (as
+    `reference._categorical`); tokens, logp, mask and alive are updated in place. Returns the number of steps at
+    whose start a row of lo..hi was alive (the caller's generator consumed one uniform per row for each)."""
+    h = b1.shape[0]
+    Vp = W2p.shape[1]
+    k = P.shape[0] // V
+    n = hi - lo
+    R = ROW_BLOCK
+    rows = np.empty(n, dtype=np.int64)
+    of_row = np.empty(n, dtype=np.int64)
+    Xu = np.empty((n, k), dtype=np.int64)
+    win = np.empty(k, dtype=np.int64)
+    lps = np.empty((n, Vo))
+    ent = np.empty(n)
+    n_el = R * max(h, Vp)
+    fb = np.empty(n_el)
+    q = np.empty(n_el)
+    Hb = np.empty(R * h)
+    Z = np.empty(R * Vp)
+    Y = np.empty(R * Vo)
+    E = np.empty(R * Vo)
+    steps = 0
+    for t in range(T):
+        na = 0
+        for b in range(lo, hi):
+            if alive[b]:
+                rows[na] = b
+                na += 1
+        if na == 0:
+            break
+        steps = t + 1
+        e = P0 + t - 1
+        table = _hash_table(na)
+        nu = 0
+        for i in range(na):
+            b = rows[i]
+            for j in range(k):
+                if prefix:
+                    win[j] = tokens[b, j] if j <= e else pad
+                else:
+                    p = e - k + 1 + j
+                    win[j] = bos if p < 0 else tokens[b, p]
+            u = _find_or_add(table, Xu, nu, win)
+            if u == nu:
+                nu += 1
+            of_row[i] = u
+        for b0 in range(0, nu, R):
+            m = min(nu, b0 + R) - b0
+            _hidden_block(Xu, P, b1, V, b0, m, Hb, fb, q)
+            _logits_block(Hb, W2p, b2p, m, Z)
+            _log_softmax_block(Z, Vp, Vo, m, inv_temp, b0, lps, ent, Y, E, fb, q)
+        for i in range(na):
+            b = rows[i]
+            u = of_row[i]
+            c = 0.0
+            pick = Vo - 1  # round-off guard: cumsum may end a hair below 1
+            for j in range(Vo):
+                c += np.exp(lps[u, j])
+                if U[t, b] < c:
+                    pick = j
+                    break
+            tokens[b, P0 + t] = pick + out_offset
+            logp[b, P0 + t] = lps[u, pick]
+            mask[b, P0 + t] = True
+            if pick + out_offset == eos:
+                alive[b] = False
+    return steps

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from toyrlhf import plotting
-from toyrlhf.plotting.background import CurvesDrawer
 from toyrlhf.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -364,39 +363,3 @@ def test_stage_curves_draw_loss_against_the_held_out_loss_and_the_floor_of_each_
     assert fig._suptitle.get_text() == "reward model, sequence head on pref · seed 0 · 20 steps · 9 training pairs"
     for run in (pt.path, rm.path):                        # plot_run_curves reads summary.json itself
         assert plotting.plot_run_curves(run, run / "curves.png").read_bytes().startswith(PNG)
-
-
-def test_the_curves_helper_process_draws_the_same_png_as_this_process(tmp_path):
-    """CurvesDrawer (issue 12 item 3): the helper process started with the run writes curves.png byte for byte as
-    plot_run_curves here would, and is gone once it has; a drawer that is never asked stops its helper; none is
-    started where matplotlib is loaded already, nor for any other function, which is called here instead."""
-    run = make_run(tmp_path, "ppo", critic=True)
-    here = plotting.plot_run_curves(run, tmp_path / "here.png")
-    with CurvesDrawer(helper=True) as draw:
-        helper = draw.proc
-        assert helper is not None
-        assert draw(run, tmp_path / "helper.png") == tmp_path / "helper.png"
-        assert helper.returncode == 0                                  # drawn by the helper, which has exited
-    assert (tmp_path / "helper.png").read_bytes() == here.read_bytes()
-    with CurvesDrawer(helper=True) as unused:
-        helper = unused.proc
-    assert helper.returncode is not None
-    assert CurvesDrawer().proc is None                           # this process has matplotlib loaded: no helper
-    calls = []
-    with CurvesDrawer(lambda run_dir, out: calls.append(out), helper=True) as replaced:
-        assert replaced.proc is None
-        replaced(run, tmp_path / "x.png")
-    assert calls == [tmp_path / "x.png"] and not (tmp_path / "x.png").exists()
-
-
-def test_a_failed_helper_leaves_the_figure_and_its_errors_to_this_process(tmp_path):
-    """Whatever happens to the helper, the outcome is plot_run_curves's: a killed helper's figure is drawn here,
-    and a folder the helper refuses is the same one-line UserError."""
-    run = make_run(tmp_path, "grpo")
-    with CurvesDrawer(helper=True) as draw:
-        draw.proc.kill()
-        draw(run, tmp_path / "c.png")
-    assert (tmp_path / "c.png").read_bytes() == plotting.plot_run_curves(run, tmp_path / "d.png").read_bytes()
-    (tmp_path / "empty").mkdir()
-    with CurvesDrawer(helper=True) as draw, pytest.raises(UserError, match="no metrics.jsonl"):
-        draw(tmp_path / "empty", tmp_path / "e.png")

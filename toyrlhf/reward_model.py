@@ -64,7 +64,6 @@ from .errors import UserError
 from .model import ROLE_PARAMS, TinyLM
 from .optim import Adam, clip_grad_norm, cosine_lr
 from .plotting import plot_run_curves
-from .plotting.background import CurvesDrawer
 from .runs import from_json_array, json_array, stage_run, write_json
 from .settings import to_dict
 from .tasks import Task, get_task
@@ -470,7 +469,7 @@ def run_rm(cfg: RMConfig, out=None, *, init=None, task: str = "pref", seed: int 
     sft_model, task = stages.init_model(init, "lm", task)
     t = stages.check_task(task)
     budget.check_stage("rm", cfg, Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed)))
-    with stage_run(out, f"rm-{task}-s{seed}", overwrite, bars) as run, CurvesDrawer(plot_run_curves) as curves:
+    with stage_run(out, f"rm-{task}-s{seed}", overwrite, bars) as run:
         if sft_model is None:
             pipe = Pipeline(pretrain=stages.PretrainConfig(task=task, seed=seed))
             (sft_model, init), _ = run.train(pipe.pretrain.steps + pipe.sft.steps,
@@ -483,5 +482,5 @@ def run_rm(cfg: RMConfig, out=None, *, init=None, task: str = "pref", seed: int 
                                         lambda progress: train_reward_model(sft_model, t, cfg, seed, progress))
         summary.update({"task": task, "seed": seed, "wall_time_s": secs})
         run.finish(lambda p: save_reward_model(p, rm, task=task, config={"rm": to_dict(cfg)}), summary,
-                   curves=curves)
+                   curves=plot_run_curves)
     return run.dir, summary

@@ -20,7 +20,6 @@ from .config import Pipeline, PretrainConfig, SFTConfig
 from .model import TinyLM
 from .optim import Adam, clip_grad_norm
 from .plotting import plot_run_curves
-from .plotting.background import CurvesDrawer
 from .errors import UserError
 from .runs import NumericalError, stage_run, write_json
 from .settings import to_dict
@@ -172,13 +171,13 @@ def run_pretrain(cfg: PretrainConfig, out=None, *, overwrite: bool = False, bars
         raise UserError(f"pretrain: {str(e).splitlines()[0]}") from None
     budget.check_stage("pretrain", cfg)          # refuse what cannot finish or fit, before anything is written
     config = {"pretrain": to_dict(cfg)}
-    with stage_run(out, f"pretrain-{cfg.task}-s{cfg.seed}", overwrite, bars) as run, \
-            CurvesDrawer(plot_run_curves) as curves:
+    with stage_run(out, f"pretrain-{cfg.task}-s{cfg.seed}", overwrite, bars) as run:
         run.write("config.json", lambda p: write_json(p, {"stage": "pretrain", **config}))
         (model, summary), secs = run.train(cfg.steps, f"pretrain {cfg.task}", ("loss",), "pretraining",
                                            lambda progress: pretrain(cfg, progress))
         summary["wall_time_s"] = secs
-        run.finish(lambda p: save_model(p, model, kind="lm", task=cfg.task, config=config), summary, curves)
+        run.finish(lambda p: save_model(p, model, kind="lm", task=cfg.task, config=config), summary,
+                   plot_run_curves)
     return run.dir, summary
 
 
@@ -188,7 +187,7 @@ def run_sft(cfg: SFTConfig, out=None, *, init=None, task: str = "pref", seed: in
     base, task = init_model(init, "lm", task)
     t = check_task(task)
     budget.check_stage("sft", Pipeline(pretrain=PretrainConfig(task=task, seed=seed), sft=cfg))
-    with stage_run(out, f"sft-{task}-s{seed}", overwrite, bars) as run, CurvesDrawer(plot_run_curves) as curves:
+    with stage_run(out, f"sft-{task}-s{seed}", overwrite, bars) as run:
         if base is None:
             pc = PretrainConfig(task=task, seed=seed)
             (base, init), _ = run.train(pc.steps, f"pretrain {task} (cached after)", ("loss",),
@@ -204,5 +203,5 @@ def run_sft(cfg: SFTConfig, out=None, *, init=None, task: str = "pref", seed: in
                         "gold_reward_after": after[0], "gold_reward_se": max(before[1], after[1]),
                         "gold_reward_before_se": before[1], "gold_reward_after_se": after[1]})
         run.finish(lambda p: save_model(p, model, kind="lm", task=task, config={"sft": to_dict(cfg)}),
-                   summary, curves)
+                   summary, plot_run_curves)
     return run.dir, summary

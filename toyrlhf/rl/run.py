@@ -14,7 +14,6 @@ from ..threads import single_threaded_blas
 from ..config import RLConfig
 from ..errors import UserError
 from ..plotting import plot_run_curves
-from ..plotting.background import CurvesDrawer
 from ..checkpoints import METADATA_BYTES, RL_CRITIC_WEIGHTS, model_params, rl_checkpoint_layout
 from ..runs import (INITIAL_STEPS, Interrupted, MetricsLog, final_window, NumericalError, deferred_signals, from_json_array,  # noqa: F401
                     load_npz, npz_members, read_json, read_metrics, remove_stale_temp_files, signal_name, write_json)
@@ -62,8 +61,7 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
     if resume and (run_dir / "checkpoint.npz").exists():
         # a foreign or mismatched checkpoint: say so before building anything
         precheck_checkpoint(run_dir / "checkpoint.npz", cfg)
-    # curves.png's helper process imports matplotlib while the steps run (replaced plot_run_curves: no helper)
-    with deferred_signals() as flag, CurvesDrawer(plot_run_curves) as draw_curves:
+    with deferred_signals() as flag:
         trainer, log = (_resumed if resume else _started)(cfg, run_dir, flag, build_progress, exact)
         extra = _extra_logs(cfg, run_dir, trainer.step_count)
         try:
@@ -74,7 +72,7 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
         # a signal during the last step, the summary or the plot: the run is complete, finish these few writes
         summary = summarize(run_dir, trainer, time.perf_counter() - t_start)
         write_json(run_dir / "summary.json", summary)
-        draw_curves(run_dir, run_dir / "curves.png")
+        plot_run_curves(run_dir, run_dir / "curves.png")
     return summary
 
 

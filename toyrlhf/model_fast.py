@@ -1,7 +1,6 @@
 """TinyLM's fast path: the model-side half of the fused numba kernels (toyrlhf/kernels/), as a mixin of TinyLM.
 
-Each method prepares what a kernel reads (the distinct windows, the first-layer table, the zero-padded LM head,
-the transposed W1), shares the kernel's row or column chunks between threads (kernels.pool) and adds its output
+Each method prepares what a kernel reads (the distinct windows, the first-layer table, the transposed W1), shares the kernel's row or column chunks between threads (kernels.pool) and adds its output
 into the named gradients; `model.py` dispatches to these when `TinyLM.fast` is set.
 
 The trunk and the heads run once per distinct window of a batch (kernels/forward.py says why that is the same
@@ -54,12 +53,12 @@ class FastPath:
         Xu, of_row = kernels._distinct_rows(X)
         U = Xu.shape[0]
         H = np.empty((U, self.config.hidden))
-        W2p, b2p, logprobs, ent = _E2, _E1, _E2, _E1
+        W2, b2, logprobs, ent = _E2, _E1, _E2, _E1
         if lm:
-            W2p, b2p = self._padded_head()
+            W2, b2 = p["W2"], p["b2"]
             logprobs, ent = np.empty((U, self.config.n_out)), np.empty(U)
         wv, s = (_E1, _E1) if w is None else (p[w], np.empty(U))
-        pool.run(kernels._mlp_rows, (Xu, self._table(), p["b1"], self.config.vocab_size, W2p, b2p, inv_temp, wv),
+        pool.run(kernels._mlp_rows, (Xu, self._table(), p["b1"], self.config.vocab_size, W2, b2, inv_temp, wv),
                  pool.row_chunks(U), (H, logprobs, ent, s))
         tc = FastTrunk(X, Xu, of_row, H, ent if lm else None)
         return tc, (logprobs if lm else None), (s if w is not None else None)
@@ -86,17 +85,6 @@ class FastPath:
         P = kernels._mlp_table(p["emb"], p["W1"])                      # (k*V, h) window slot x token -> pre
         self._table_cache = (p["emb"].copy(), p["W1"].copy(), P)
         return P
-
-    def _padded_head(self):
-        """W2 (h, V_out) and b2 zero-padded to a multiple of 4 columns (whole AVX2 vectors in the kernels)."""
-        W2 = self.params["W2"]
-        Vo = W2.shape[1]
-        Vp = -(-Vo // 4) * 4
-        W2p = np.zeros((W2.shape[0], Vp))
-        W2p[:, :Vo] = W2
-        b2p = np.zeros(Vp)
-        b2p[:Vo] = self.params["b2"]
-        return W2p, b2p
 
     def _fast_backward(self, G: np.ndarray, WT: np.ndarray, tc: FastTrunk, grads) -> np.ndarray:
         """Trunk gradients (into grads) from G (U, C) = dL/d(head outputs) of the distinct windows, with the
@@ -144,8 +132,7 @@ class FastPath:
         steps_ok = max(0, min(T, cfg.window - P + 1)) if prefix else T   # a prefix window ends at position k-1
         state = rng.bit_generator.state
         U = rng.random((steps_ok, B))
-        W2p, b2p = self._padded_head()
-        head = (tokens, P, steps_ok, U, self._table(), p["b1"], W2p, b2p, cfg.n_out, cfg.vocab_size, prefix,
+        head = (tokens, P, steps_ok, U, self._table(), p["b1"], p["W2"], p["b2"], cfg.vocab_size, prefix,
                 1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS)
         steps = max(pool.run(kernels._sample_rows, head, pool.row_chunks(B), (logp, mask, alive)))
         rng.bit_generator.state = state

@@ -3,20 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .forward import ROW_BLOCK, _find_or_add, _hash_table, _hidden_block, _log_softmax_block, _logits_block
+from .forward import ROW_BLOCK, _find_or_add, _hash_table, _hidden_block, _lm_head_block
 from .jit import _kernel
 
 
 @_kernel(contract=True)
-def _sample_rows(tokens, P0, T, U, P, b1, W2p, b2p, Vo, V, prefix, inv_temp, bos, pad, out_offset, eos, lo, hi,
+def _sample_rows(tokens, P0, T, U, P, b1, W2, b2, V, prefix, inv_temp, bos, pad, out_offset, eos, lo, hi,
                  logp, mask, alive):
     """Rows lo..hi of `TinyLM.sample`, for up to T token steps from position P0. At step t every live row b reads
     its window ending at P0+t-1 (the BOS-padded 'recent' window, or the PAD-filled 'prefix' window), the trunk
     and the LM head run once per distinct window, and the row draws by inverse CDF with U[t, b] (as
     `reference._categorical`); tokens, logp, mask and alive are updated in place. Returns the number of steps at
     whose start a row of lo..hi was alive (the caller's generator consumed one uniform per row for each)."""
-    h = b1.shape[0]
-    Vp = W2p.shape[1]
+    h, Vo = W2.shape
     k = P.shape[0] // V
     n = hi - lo
     R = ROW_BLOCK
@@ -26,13 +25,12 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2p, b2p, Vo, V, prefix, inv_temp, bos
     win = np.empty(k, dtype=np.int64)
     lps = np.empty((n, Vo))
     ent = np.empty(n)
-    n_el = R * max(h, Vp)
-    fb = np.empty(n_el)
-    q = np.empty(n_el)
+    fb = np.empty(R * h)
+    q = np.empty(R * h)
     Hb = np.empty(R * h)
-    Z = np.empty(R * Vp)
-    Y = np.empty(R * Vo)
-    E = np.empty(R * Vo)
+    Ht = np.empty((h, R))
+    Zt = np.empty((Vo, R))
+    E = np.empty((Vo, R))
     steps = 0
     for t in range(T):
         na = 0
@@ -61,8 +59,7 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2p, b2p, Vo, V, prefix, inv_temp, bos
         for b0 in range(0, nu, R):
             m = min(nu, b0 + R) - b0
             _hidden_block(Xu, P, b1, V, b0, m, Hb, fb, q)
-            _logits_block(Hb, W2p, b2p, m, Z)
-            _log_softmax_block(Z, Vp, Vo, m, inv_temp, b0, lps, ent, Y, E, fb, q)
+            _lm_head_block(Hb, m, W2, b2, inv_temp, b0, lps, ent, Ht, Zt, E, fb, q)
         for i in range(na):
             b = rows[i]
             u = of_row[i]

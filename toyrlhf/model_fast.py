@@ -58,8 +58,8 @@ class FastPath:
             W2, b2 = p["W2"], p["b2"]
             logprobs, ent = np.empty((U, self.config.n_out)), np.empty(U)
         wv, s = (_E1, _E1) if w is None else (p[w], np.empty(U))
-        pool.run(kernels._mlp_rows, (Xu, self._table(), p["b1"], self.config.vocab_size, W2, b2, inv_temp, wv),
-                 pool.row_chunks(U), (H, logprobs, ent, s))
+        pool.rows(kernels._mlp_rows, (Xu, self._table(), p["b1"], self.config.vocab_size, W2, b2, inv_temp, wv), U,
+                  (H, logprobs, ent, s))
         tc = FastTrunk(X, Xu, of_row, H, ent if lm else None)
         return tc, (logprobs if lm else None), (s if w is not None else None)
 
@@ -94,10 +94,9 @@ class FastPath:
         cfg = self.config
         k, d, V = cfg.context, cfg.embed, cfg.vocab_size
         dpre = np.empty((U, h))
-        pool.run(kernels._head_rows_backward, (H, WT, G), pool.row_chunks(U), (dpre,))
+        pool.rows(kernels._head_rows_backward, (H, WT, G), U, (dpre,))
         dWT, S, db1, dW1 = np.zeros((G.shape[1], h)), np.zeros((k * V, h)), np.zeros(h), np.zeros((k * d, h))
-        pool.run(kernels._trunk_weight_cols, (tc.Xu, H, G, dpre, self.params["emb"], V), pool.col_chunks(h, U),
-                 (dWT, S, db1, dW1))
+        pool.cols(kernels._trunk_weight_cols, (tc.Xu, H, G, dpre, self.params["emb"], V), h, U, (dWT, S, db1, dW1))
         W1T = np.ascontiguousarray(self.params["W1"].reshape(k, d, h).transpose(0, 2, 1))   # (k, h, d)
         grads["emb"] += kernels._emb_grad(S, W1T, V)
         grads["W1"] += dW1
@@ -134,7 +133,7 @@ class FastPath:
         U = rng.random((steps_ok, B))
         head = (tokens, P, steps_ok, U, self._table(), p["b1"], p["W2"], p["b2"], cfg.vocab_size, prefix,
                 1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS)
-        steps = max(pool.run(kernels._sample_rows, head, pool.row_chunks(B), (logp, mask, alive)))
+        steps = max(pool.rows(kernels._sample_rows, head, B, (logp, mask, alive)))
         rng.bit_generator.state = state
         rng.random(steps * B)                       # the same stream position as `steps` draws of B uniforms
         if steps_ok < T and alive.any():

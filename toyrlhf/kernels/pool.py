@@ -1,17 +1,22 @@
 """The fast path's threads: a fixed list of chunks (row ranges, column ranges), claimed one at a time by whichever
-thread is free first, the caller's own thread included.
+thread is free first, the caller's own thread included; used only where it was measured to pay.
 
 Why not numba's parallel=True. Its OpenMP (or workqueue) regions hand each thread a fixed share and end at a
 barrier, so one descheduled worker holds up the whole region: with a second CPU-bound process on 2 cores, the
 parallel kernels ran 2-3x slower than on one thread (measured: LM head 317 -> 824 us, trunk backward 155 ->
 817 us, at a load average of 2.4). Here the caller never waits for a worker that has not started: it claims
-the next unclaimed chunk itself, and waits only for chunks a worker is already computing. Quiet, two threads
-share the work; under contention the caller does it alone, at single-thread speed.
+the next unclaimed chunk itself, and waits only for chunks a worker is already computing.
+
+When to share. A hand-off costs ~15 us, and a second thread only helps when a core is free: on a machine shared
+with other work, two threads were slower than one even for 650 rows (measured at a load average of 1.3: logp
+forward 551 -> 720 us, backward 551 -> 763 us). So each kernel keeps the time per row of its recent calls done
+alone and shared (moving averages) and runs the faster way, trying the other way on one call in 16 to follow a
+changing load. Batches under MIN_ROWS rows always run alone.
 
 Determinism. A chunk is a range of independent rows, or of output columns inside which every sum runs over all
-rows in row order: no reduction is split between chunks, so where the chunk boundaries fall (they depend on the
-thread count) and which thread computes a chunk change no bit of the result (tests/test_kernels.py checks it
-for any chunking, tests/test_thread_determinism.py for any NUMBA_NUM_THREADS).
+rows in row order: no reduction is split between chunks, so where the chunk boundaries fall, whether a job is
+shared and which thread computes a chunk change no bit of the result (tests/test_kernels.py checks it for any
+chunking, tests/test_thread_determinism.py for any NUMBA_NUM_THREADS).
 
 Threads: NUMBA_NUM_THREADS (numba's default: the CPUs this process may use), read once. Workers start on first
 use, are daemons, and are not inherited by a fork (the child starts its own).
@@ -21,17 +26,22 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 
 from numba import config as _numba_config
 
-MIN_ROWS = 128
-"""Rows below which a row-wise kernel runs in one call (a hand-off to a worker costs ~15 us, measured)."""
+MIN_ROWS = 256
+"""Rows below which a kernel always runs alone (its work is then below a few hand-offs)."""
 ROW_ALIGN = 16
-"""Row chunks start at multiples of this (the kernels' row block)."""
+"""Row chunks start at multiples of this."""
 COL_ALIGN = 8
 """Column chunks start at multiples of this (whole AVX vectors)."""
+EXPLORE = 16
+"""One call in EXPLORE runs the way that is currently slower, to keep its time current."""
 
-_settings = {"threads": max(1, int(_numba_config.NUMBA_NUM_THREADS)), "min_rows": MIN_ROWS}
+_settings = {"threads": max(1, int(_numba_config.NUMBA_NUM_THREADS)), "min_rows": MIN_ROWS, "adaptive": True}
+_timings: dict = {}
+"""kernel -> [calls, seconds per row alone, seconds per row shared] (moving averages; None until measured)."""
 
 
 def threads() -> int:
@@ -39,14 +49,13 @@ def threads() -> int:
 
 
 @contextlib.contextmanager
-def configure(threads: int | None = None, min_rows: int | None = None):
-    """Temporarily change the thread count or the smallest parallel batch (tests: every chunking gives the same
-    bits)."""
+def configure(threads: int | None = None, min_rows: int | None = None, adaptive: bool | None = None):
+    """Temporarily change the thread count, the smallest shared batch, or whether measured times choose between
+    alone and shared (adaptive=False: always shared above min_rows; tests: every chunking gives the same bits)."""
     old = dict(_settings)
-    if threads is not None:
-        _settings["threads"] = max(1, int(threads))
-    if min_rows is not None:
-        _settings["min_rows"] = max(1, int(min_rows))
+    for key, value in (("threads", threads), ("min_rows", min_rows), ("adaptive", adaptive)):
+        if value is not None:
+            _settings[key] = type(old[key])(value)
     try:
         yield
     finally:
@@ -59,21 +68,44 @@ def _split(n: int, parts: int, align: int) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
 
-def row_chunks(n_rows: int) -> list[tuple[int, int]]:
-    """(lo, hi) row ranges: one when the batch is small or there is one thread, else two per thread (a late
-    worker then leaves the caller at most one chunk to wait for)."""
-    t = threads()
-    if t == 1 or n_rows < _settings["min_rows"]:
-        return [(0, n_rows)]
-    return _split(n_rows, min(2 * t, -(-n_rows // ROW_ALIGN)), ROW_ALIGN)
+def _share(fn, n_rows: int) -> bool:
+    if _settings["threads"] == 1 or n_rows < _settings["min_rows"]:
+        return False
+    if not _settings["adaptive"]:
+        return True
+    t = _timings.setdefault(fn, [0, None, None])
+    t[0] += 1
+    if t[1] is None or t[2] is None:
+        return t[1] is not None              # measure alone first, then shared
+    return (t[2] < t[1]) != (t[0] % EXPLORE == 0)
 
 
-def col_chunks(n_cols: int, n_rows: int) -> list[tuple[int, int]]:
-    """(lo, hi) column ranges of a reduction over n_rows rows: as `row_chunks`, over whole vectors of columns."""
-    t = threads()
-    if t == 1 or n_rows < _settings["min_rows"]:
-        return [(0, n_cols)]
-    return _split(n_cols, min(t, -(-n_cols // COL_ALIGN)), COL_ALIGN)
+def _timed(fn, shared: bool, n_rows: int, call):
+    t0 = time.perf_counter()
+    out = call()
+    if _settings["adaptive"] and n_rows >= _settings["min_rows"]:
+        per_row = (time.perf_counter() - t0) / n_rows
+        t = _timings.setdefault(fn, [0, None, None])
+        i = 2 if shared else 1
+        t[i] = per_row if t[i] is None else 0.8 * t[i] + 0.2 * per_row
+    return out
+
+
+def rows(fn, head: tuple, n_rows: int, tail: tuple = ()) -> list:
+    """[fn(*head, lo, hi, *tail)] over row ranges covering 0..n_rows: one call, or two chunks per thread shared
+    with the workers (a late worker then leaves the caller at most one chunk to wait for)."""
+    shared = _share(fn, n_rows)
+    chunks = ([(0, n_rows)] if not shared
+              else _split(n_rows, min(2 * threads(), -(-n_rows // ROW_ALIGN)), ROW_ALIGN))
+    return _timed(fn, shared, n_rows, lambda: _run(fn, head, chunks, tail))
+
+
+def cols(fn, head: tuple, n_cols: int, n_rows: int, tail: tuple = ()) -> list:
+    """As `rows`, over column ranges covering 0..n_cols of a reduction over n_rows rows (one chunk per thread)."""
+    shared = _share(fn, n_rows)
+    chunks = ([(0, n_cols)] if not shared
+              else _split(n_cols, min(threads(), -(-n_cols // COL_ALIGN)), COL_ALIGN))
+    return _timed(fn, shared, n_rows, lambda: _run(fn, head, chunks, tail))
 
 
 class _Job:
@@ -133,8 +165,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers)
 
 
-def run(fn, head: tuple, chunks: list[tuple[int, int]], tail: tuple = ()) -> list:
-    """[fn(*head, lo, hi, *tail) for (lo, hi) in chunks], the chunks shared between this thread and the workers."""
+def _run(fn, head: tuple, chunks: list[tuple[int, int]], tail: tuple) -> list:
     global _workers
     if len(chunks) == 1:
         return [fn(*head, *chunks[0], *tail)]

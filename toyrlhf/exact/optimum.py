@@ -34,22 +34,9 @@ __all__ = ["Optimum", "optimal_policy", "optimum", "frontier", "frontier_reward_
            "best_of_n_point"]
 
 
-@dataclass
-class Optimum:
-    """pi* for one beta over an enumeration's prompts: log pi*(y|q) per row and its figures, per prompt (n,) and
-    averaged uniformly over prompts."""
-
-    beta: float
-    logp: np.ndarray
-    value: np.ndarray
-    reward: np.ndarray
-    kl: np.ndarray
-    gold: np.ndarray | None = None
-
-    @property
-    def probs(self) -> np.ndarray:
-        """(N,) pi*(y|q)."""
-        return np.exp(self.logp)
+class PromptMeans:
+    """The uniform prompt means of per-prompt figures value, reward, kl (n,) and gold (n,) or None (``Optimum``,
+    ``window.WindowOptimum``)."""
 
     @property
     def value_mean(self) -> float:
@@ -66,6 +53,24 @@ class Optimum:
     @property
     def gold_mean(self) -> float | None:
         return None if self.gold is None else float(self.gold.mean())
+
+
+@dataclass
+class Optimum(PromptMeans):
+    """pi* for one beta over an enumeration's prompts: log pi*(y|q) per row and its figures, per prompt (n,) and
+    averaged uniformly over prompts."""
+
+    beta: float
+    logp: np.ndarray
+    value: np.ndarray
+    reward: np.ndarray
+    kl: np.ndarray
+    gold: np.ndarray | None = None
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(N,) pi*(y|q)."""
+        return np.exp(self.logp)
 
 
 def _segments(enum: Enumeration):

@@ -45,13 +45,13 @@ from scipy.special import log_softmax
 from .. import tokens as tk
 from .enumeration import Enumeration
 from .expectations import per_prompt
-from .optimum import optimal_policy
+from .optimum import PromptMeans, optimal_policy
 
 __all__ = ["WindowOptimum", "window_objective", "window_optimum"]
 
 
 @dataclass
-class WindowOptimum:
+class WindowOptimum(PromptMeans):
     """The best windowed policy found for one beta: its next-token log-probs per window (U, V_out), log pi(y|q) per
     row (N,), per-prompt figures (n,), and the optimiser's end (its gradient norm and whether it converged)."""
 
@@ -66,22 +66,6 @@ class WindowOptimum:
     converged: bool
     start: str
     """Which start ended best: 'projection' (of pi*) or 'reference'."""
-
-    @property
-    def value_mean(self) -> float:
-        return float(self.value.mean())
-
-    @property
-    def reward_mean(self) -> float:
-        return float(self.reward.mean())
-
-    @property
-    def kl_mean(self) -> float:
-        return float(self.kl.mean())
-
-    @property
-    def gold_mean(self) -> float | None:
-        return None if self.gold is None else float(self.gold.mean())
 
 
 class _Occurrences:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .model_fast import FastPath, FastTrunk
+from .model_fast import FastPath, FastTrunk, int_rows
 from .tokens import BOS, EOS, OUT_OFFSET, PAD
 
 ARCHS = ("mlp", "bigram")
@@ -198,7 +198,7 @@ class TinyLM(FastPath):
 
     # ---------------------------------------------------------------- rows
     def _check_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        tokens = int_rows(tokens)
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be (B, L), got shape {tokens.shape}")
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):

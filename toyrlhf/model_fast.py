@@ -20,6 +20,13 @@ _E1 = np.zeros(0)
 _E2 = np.zeros((0, 0))
 
 
+def int_rows(X) -> np.ndarray:
+    """X as a C-contiguous, writeable int64 array: a read-only array is another type to numba, one more compile
+    of every kernel it reaches (measured: 1 s on a first run)."""
+    X = np.ascontiguousarray(X, dtype=np.int64)
+    return X if X.flags.writeable else X.copy()
+
+
 @dataclass
 class FastTrunk:
     """The fast path's trunk cache: the rows' windows X (N, k), their distinct windows Xu (U, k) and
@@ -40,7 +47,7 @@ class FastPath:
     def _fast_forward(self, X: np.ndarray, inv_temp: float = 1.0, lm: bool = False, w: str | None = None):
         """(FastTrunk, logprobs (U, V_out), s (U,)) of the distinct windows of X (N, k): the LM head when `lm`
         (else logprobs is None), the scalar head with weight `w` when given (else s is None)."""
-        X = np.ascontiguousarray(X, dtype=np.int64)
+        X = int_rows(X)
         p = self.params
         if self.config.arch == "bigram":                               # logits = W2[x_k], s = w[x_k]
             Xu, of_row = kernels._distinct_rows(X[:, -1:])
@@ -70,7 +77,7 @@ class FastPath:
 
     def _fast_scalar_head(self, X, H, w: str) -> np.ndarray:
         """s[n] = H(window n) . w for the rows of X, H from `_fast_trunk(X)`: the numbers `_fast_forward` gives."""
-        X = np.ascontiguousarray(X, dtype=np.int64)
+        X = int_rows(X)
         if H is None:                                                  # bigram: w[x_k]
             return self.params[w][X[:, -1]]
         return kernels._rows_dot(H, self.params[w])[kernels._distinct_rows(X)[1]]

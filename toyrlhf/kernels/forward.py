@@ -30,9 +30,10 @@ ROW_BLOCK = 32
 
 
 @_helper
-def _find_or_add(table, Xu, nu, win):
-    """The index of window `win` among the distinct windows Xu[:nu], adding it as Xu[nu] when new (an open-
-    addressing hash table of size a power of two, -1 for empty, at most half full)."""
+def _find_or_add(table, Xu, count, win):
+    """The index of window `win` among the distinct windows Xu[:count[0]], adding it as Xu[count[0]] (and counting
+    it) when new: an open-addressing hash table (`_hash_table`). The count is an array, not an int argument:
+    numba would compile this helper twice, for the literal 0 and for int64."""
     k = win.shape[0]
     hsh = 0
     for j in range(k):
@@ -42,10 +43,12 @@ def _find_or_add(table, Xu, nu, win):
     while True:
         u = table[slot]
         if u < 0:
-            table[slot] = nu
+            u = count[0]
+            table[slot] = u
             for j in range(k):
-                Xu[nu, j] = win[j]
-            return nu
+                Xu[u, j] = win[j]
+            count[0] = u + 1
+            return u
         same = True
         for j in range(k):
             if Xu[u, j] != win[j]:
@@ -57,9 +60,11 @@ def _find_or_add(table, Xu, nu, win):
 
 
 @_helper
-def _hash_table(n):
+def _hash_table(rows):
+    """An empty table for the windows of `rows` (an array of that many entries): a power of two >= 2 len(rows),
+    -1 for empty."""
     size = 16
-    while size < 2 * n:
+    while size < 2 * rows.shape[0]:
         size *= 2
     return np.full(size, -1, dtype=np.int64)
 
@@ -69,16 +74,13 @@ def _distinct_rows(X):
     """(Xu, of_row): the distinct rows of X (N, k) in order of first appearance, and of_row[n] = the index of row
     n's among them."""
     N, k = X.shape
-    table = _hash_table(N)
     Xu = np.empty((N, k), dtype=np.int64)
     of_row = np.empty(N, dtype=np.int64)
-    nu = 0
+    table = _hash_table(of_row)
+    count = np.zeros(1, dtype=np.int64)
     for n in range(N):
-        u = _find_or_add(table, Xu, nu, X[n])
-        if u == nu:
-            nu += 1
-        of_row[n] = u
-    return Xu[:nu].copy(), of_row
+        of_row[n] = _find_or_add(table, Xu, count, X[n])
+    return Xu[:count[0]].copy(), of_row
 
 
 @_kernel(contract=True)

@@ -23,6 +23,7 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2, b2, V, prefix, inv_temp, bos, pad,
     of_row = np.empty(n, dtype=np.int64)
     Xu = np.empty((n, k), dtype=np.int64)
     win = np.empty(k, dtype=np.int64)
+    count = np.zeros(1, dtype=np.int64)
     lps = np.empty((n, Vo))
     ent = np.empty(n)
     fb = np.empty(R * h)
@@ -42,8 +43,8 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2, b2, V, prefix, inv_temp, bos, pad,
             break
         steps = t + 1
         e = P0 + t - 1
-        table = _hash_table(na)
-        nu = 0
+        table = _hash_table(rows[:na])
+        count[0] = 0
         for i in range(na):
             b = rows[i]
             for j in range(k):
@@ -52,10 +53,8 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2, b2, V, prefix, inv_temp, bos, pad,
                 else:
                     p = e - k + 1 + j
                     win[j] = bos if p < 0 else tokens[b, p]
-            u = _find_or_add(table, Xu, nu, win)
-            if u == nu:
-                nu += 1
-            of_row[i] = u
+            of_row[i] = _find_or_add(table, Xu, count, win)
+        nu = count[0]
         for b0 in range(0, nu, R):
             m = min(nu, b0 + R) - b0
             _hidden_block(Xu, P, b1, V, b0, m, Hb, fb, q)

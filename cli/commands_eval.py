@@ -3,8 +3,12 @@ model's, the run's objective against the exact KL-regularised optimum, and a fig
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:      # the annotation only: matplotlib is imported when a figure is drawn
+    from matplotlib.figure import Figure
 
 
 def eval_figure(res: dict, title: str) -> Figure:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,7 +18,10 @@ from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.runs import INITIAL_STEPS, final_window, prepare_run_dir, removed_on_failure
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
-from .common import echo_summary, progress_bar, set_option
+from .common import counted, echo_summary, progress_bar, set_option
+
+if TYPE_CHECKING:      # the annotations only: the config module is imported inside the commands (fast start)
+    from toyrlhf.config import RLConfig
 
 
 def train(cfg, run_dir, **kwargs) -> dict:
@@ -157,10 +161,7 @@ def _train(cfg, run_dir, resume, exact) -> dict:
     label = f"{cfg.algo} on {cfg.task}"
     with progress_bar(cfg.pretrain.steps + cfg.sft.steps + cfg.rm.steps, "upstream models (cached after)",
                       ("loss",)) as build_bar:
-        def build_progress(step, metrics, _state={"n": 0}):
-            _state["n"] += 1
-            build_bar(_state["n"], metrics)
-
+        build_progress = counted(build_bar)
         with progress_bar(cfg.steps, label, ("reward", "gold_reward", "kl")) as bar:
             # Interrupted (exit 130) and NumericalError (exit 3) are reported by toyrlhf.cli.main
             return train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=build_progress,

@@ -123,6 +123,14 @@ class _Imports(ast.NodeVisitor):
 
     visit_Import = visit_ImportFrom = _import
 
+    def visit_If(self, node):
+        """`if TYPE_CHECKING:` imports are for annotations only and never run: they are no import edge."""
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for child in node.orelse:
+                self.visit(child)
+            return
+        self.generic_visit(node)
+
 
 def _imports(name: str) -> _Imports:
     v = _Imports()

@@ -282,7 +282,6 @@ def test_runs_of_one_seed_are_one_seed_with_no_band(tmp_path):
 
 
 def test_plot_of_runs_star_descends_into_a_compare_folder_and_skips_other_folders(tmp_path):
-    from toyrlhf.cli.main import main
     runs = tmp_path / "runs"
     make_run(runs, "grpo", 0)
     for s in range(2):

@@ -262,7 +262,8 @@ def test_divergence_stops_with_step_quantity_and_exit_3_keeping_a_finite_checkpo
                                                                                    capsys, algo):
     """lr = 1e308: Adam's normalised step is ~lr per weight, so the weights overflow to inf within a few updates
     (lr = 1e12 or 1e300 does NOT diverge: the saturated softmax gives zero gradients and the weights stay finite)."""
-    from toyrlhf.rl.trainer import Trainer, build_models, config_from_run
+    from toyrlhf.rl.trainer import Trainer, build_models
+    from toyrlhf.rl.trainer_state import config_from_run
     out = workdir / f"diverge-{algo}"
     line = _one_error_line(capsys, ["run", algo, "--steps", 20, "--out", out, "--set", "lr=1e308",
                                     "--set", "checkpoint_every=1", *SETS], 3)

@@ -45,7 +45,6 @@ fit of it to the exact gold reward of the same 64000 pairs stays 3.4 points unde
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from math import comb
 from pathlib import Path
 from typing import Callable

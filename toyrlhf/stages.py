@@ -13,8 +13,7 @@ import numpy as np
 
 from . import tokens as tk
 from .threads import single_threaded_blas
-from .checkpoints import (cache_dir, cached_model, check_finite, load_model, rl_checkpoint_layout,  # noqa: F401
-                          save_model)   # re-exported: toyrlhf.stages is where the trainer finds the checkpoint layouts
+from .checkpoints import cache_dir, cached_model, check_finite, load_model, save_model
 from . import budget
 from .config import Pipeline, PretrainConfig, SFTConfig
 from .model import TinyLM

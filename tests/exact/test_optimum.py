@@ -13,7 +13,7 @@ from scipy.optimize import minimize
 from toyrlhf import exact
 opt = importlib.import_module("toyrlhf.exact.optimum")   # the module: exact.optimum is also a function
 
-from exact_helpers import EXACT_TOL, PROMPTS, T, fixed_reward, tiny_model
+from exact_helpers import PROMPTS, T, fixed_reward, tiny_model
 
 
 def _setup(seed=3):

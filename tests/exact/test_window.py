@@ -53,7 +53,7 @@ def _brute(ref_model, r_of, beta):
     """J(theta) of a windowed policy, from itertools' completions and model.contexts only: one softmax per
     distinct window tuple (sorted), products of conditionals, the prompt mean of E[r - beta log(pi/ref)]."""
     P = PROMPTS.shape[1]
-    comps, rows, wins = [], [], {}
+    comps, wins = [], {}
     for q, prompt in enumerate(PROMPTS):
         for L in range(1, T + 1):
             for body in itertools.product(range(1, N_OUT), repeat=L - 1):

@@ -9,7 +9,8 @@ import pytest
 from toyrlhf import exact, plotting
 from toyrlhf.plotting.frontier import FRONTIER_LABEL, GOLD_LABEL
 from toyrlhf.rl import exact_frontier
-from toyrlhf.rl.trainer import Trainer, build_models, config_from_run
+from toyrlhf.rl.trainer import Trainer, build_models
+from toyrlhf.rl.trainer_state import config_from_run
 
 from tiny import set_args
 

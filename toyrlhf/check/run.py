@@ -231,7 +231,7 @@ def _reward_fn(task: Task) -> Callable:
 
 def _policy_gradient_section(ctx: _Context, G: int, pg_prompts: int) -> tuple[list, dict]:
     """Each registered sequence-level estimator's policy gradient on `pg_prompts` prompts of spread difficulty, against grad E[r]."""
-    tsk, enum, policy = ctx.task, ctx.enum, ctx.policy
+    tsk, policy = ctx.task, ctx.policy
     reward_of = _reward_fn(tsk)
     p_all, chosen = chosen_prompts(ctx, reward_of, pg_prompts)
     sub = enumerate_task(policy, tsk, prompts=ctx.prompts[chosen])

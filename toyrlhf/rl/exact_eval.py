@@ -20,7 +20,8 @@ from ..model import TinyLM
 from ..runs import load_npz
 from ..tasks import ArithTask, LengthTask, Task, get_task
 from ..tokens import EOS, is_truncated
-from .trainer import Trainer, build_models, config_from_run
+from .trainer import Trainer, build_models
+from .trainer_state import config_from_run
 
 __all__ = ["KS", "final_answers", "EvalResult", "evaluate_policy", "load_run", "evaluate_run"]
 

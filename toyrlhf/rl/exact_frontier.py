@@ -14,7 +14,8 @@ import numpy as np
 from .. import exact
 from ..config import RLConfig
 from .exact_eval import load_run, optimum_report
-from .trainer import Trainer, build_models, config_from_run
+from .trainer import Trainer, build_models
+from .trainer_state import config_from_run
 
 BETAS = np.geomspace(1e-3, 1e2, 61)
 """The beta sweep: KL from ~0 (beta = 100) to the reward-maximising corner (beta = 0.001)."""

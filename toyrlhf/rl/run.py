@@ -21,7 +21,8 @@ from ..run_logs import CompletionsLog, TensorBoardLog, completion_records
 from ..settings import to_dict
 from .exact_metrics import training_metrics
 from .methods import make_trainer
-from .trainer import Trainer, build_models, check_same_run, config_from_run
+from .trainer import Trainer, build_models
+from .trainer_state import check_same_run, config_from_run
 
 # Interrupted, NumericalError and deferred_signals live in toyrlhf.runs (the supervised stages use them too);
 # they are re-exported here for `from toyrlhf.rl.run import Interrupted`.

@@ -33,7 +33,6 @@ from . import advantages as adv_mod
 from . import exact_critic, exact_update, losses, surrogates, token_masks, trainer_state
 from .advantages_baselines import multi_reward_advantages
 from .rollout import RewardFn, Rollout, greedy_rewards, rollout
-from .trainer_state import RESUMABLE_CHANGES, check_same_run, config_from_run  # noqa: F401 (their home before)
 
 
 @dataclass

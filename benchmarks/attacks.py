@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -32,6 +31,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from toyrlhf.runs import tree_hash
 
 TINY = ["pretrain.steps=30", "pretrain.corpus_size=500", "sft.steps=10", "sft.demos=16", "rm.pairs=200",
         "rm.steps=20", "rm.norm_samples=64", "rm.exact=false", "rm.eval_every=0", "prompts_per_step=4",
@@ -118,14 +119,6 @@ def finish(p: subprocess.Popen, timeout: float = 120) -> Result:
 
 def proc(argv, cwd, timeout: float = 120, env=None, **kw) -> Result:
     return finish(popen(argv, cwd, env, **kw), timeout)
-
-
-def tree_hash(*folders) -> dict[str, str]:
-    out = {}
-    for folder in folders:
-        for p in sorted(Path(folder).rglob("*")):
-            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ verdicts

@@ -6,6 +6,7 @@ so an interrupted or killed process leaves either the old file or the new one, n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -397,3 +398,13 @@ def final_window(n_steps: int) -> int:
     """How many of the last steps summary.json's final_* figures average: max(1, min(25, n // 5)) (a few steps of a
     short run, 25 of a long one: less noise than the last step alone, still the end of the run)."""
     return max(1, min(25, n_steps // 5))
+
+
+def tree_hash(*folders) -> dict[str, str]:
+    """{path: sha256 of its bytes, or "dir"} for everything under `folders`: equal before and after a command iff it
+    changed nothing there (how the bad-input tests and benchmarks/attacks.py check that nothing written was lost)."""
+    out = {}
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+    return out

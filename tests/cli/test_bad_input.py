@@ -13,7 +13,6 @@ that the mistake is caught, and caught before any work or any write.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -38,6 +37,7 @@ from toyrlhf.rl import advantages, losses
 from toyrlhf.rl.algorithms import PRESETS
 from toyrlhf.rl.rollout import REWARD_SOURCES
 from toyrlhf.rl.surrogates import SURROGATES
+from toyrlhf.runs import tree_hash
 from toyrlhf.tasks import TASKS
 
 try:  # Python >= 3.11
@@ -66,14 +66,6 @@ def invoke(argv, capsys) -> tuple[int, str, str]:
         pytest.fail(f"internal error (exit 1) for toyrlhf {' '.join(argv)!r}:\n{traceback.format_exc()}")
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def tree_hash(*folders) -> dict[str, str]:
-    out = {}
-    for folder in folders:
-        for p in sorted(Path(folder).rglob("*")):
-            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-    return out
 
 
 def assert_bad_input(argv, capsys, protected=(), new_out=None) -> str:

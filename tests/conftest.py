@@ -40,6 +40,15 @@ def cache_dir(tmp_path_factory, monkeypatch):
     return path
 
 
+@pytest.fixture(scope="module")
+def module_cache_dir(tmp_path_factory):
+    """A private stage cache for one test module: its upstream models are built once, by its first test."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("module-stage-cache")
+        mp.setenv("TOYRLHF_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def shared_cache_dir(tmp_path_factory):
     """One stage cache shared by the end-to-end tests, so upstream models are built once per session."""

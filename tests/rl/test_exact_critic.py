@@ -17,13 +17,6 @@ from toyrlhf.rl.trainer import Trainer, build_models
 Z = 4.0
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TOYRLHF_CACHE_DIR", str(tmp_path_factory.mktemp("exact-critic-cache")))
-        yield
-
-
 def small(**kw):
     cfg = preset_config("ppo", task="arith", **{"prompts_per_step": 16, "group_size": 4, **kw})
     cfg.pretrain.steps, cfg.pretrain.corpus_size, cfg.sft.steps = 60, 2000, 40
@@ -49,7 +42,7 @@ def _enumerated(tr, beta):
     return e, ref, r, exact.mdp_token_rewards(e, r, pen)
 
 
-def test_the_exact_critic_builds_no_value_model_and_gae_reads_v_pi_of_the_sampling_policy(cache):
+def test_the_exact_critic_builds_no_value_model_and_gae_reads_v_pi_of_the_sampling_policy(module_cache_dir):
     cfg = small(critic="exact")
     tr = Trainer(cfg, _nudged(cfg))
     assert tr.models.critic is None and "critic" not in tr.state_arrays() and not cfg.uses_critic
@@ -93,19 +86,19 @@ def _update_z_scores(critic: str, lam: float, steps: int = 200) -> list[float]:
 
 
 @pytest.mark.parametrize("lam", [1.0, 0.5])
-def test_sampled_ppo_gradients_with_the_exact_critic_average_to_the_exact_policy_gradient(cache, lam):
+def test_sampled_ppo_gradients_with_the_exact_critic_average_to_the_exact_policy_gradient(module_cache_dir, lam):
     """GAE on exact values is unbiased for Q - V for any lambda: |z| <= 4 (measured lambda = 1: -1.98, -0.76,
     -1.42; lambda = 0.5: -1.39, -0.63, -0.73)."""
     assert all(abs(z) <= Z for z in _update_z_scores("exact", lam))
 
 
-def test_the_same_check_detects_the_bias_of_an_untrained_critic_at_lambda_below_one(cache):
+def test_the_same_check_detects_the_bias_of_an_untrained_critic_at_lambda_below_one(module_cache_dir):
     """The learned critic at its start (arith has no RM: a zero value head, V = 0) with lambda = 0.5 biases the
     update: the exact direction's z is far below -4 (measured -10.9)."""
     assert _update_z_scores("learned", 0.5)[0] < -Z
 
 
-def test_a_learned_critic_logs_its_advantage_error_against_the_exact_one_with_exact_metrics(cache):
+def test_a_learned_critic_logs_its_advantage_error_against_the_exact_one_with_exact_metrics(module_cache_dir):
     cfg = small(exact_every=2)
     tr = Trainer(cfg, build_models(cfg))
     m1 = tr.step()

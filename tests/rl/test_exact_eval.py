@@ -11,14 +11,7 @@ from toyrlhf.rl.exact_eval import optimum_report
 from toyrlhf.rl.trainer import Trainer, build_models
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TOYRLHF_CACHE_DIR", str(tmp_path_factory.mktemp("exact-eval-cache")))
-        yield
-
-
-def test_run_below_window_optimum_below_pi_star_with_the_engines_tvs(cache):
+def test_run_below_window_optimum_below_pi_star_with_the_engines_tvs(module_cache_dir):
     cfg = preset_config("grpo", task="arith", prompts_per_step=16, group_size=4)
     cfg.pretrain.steps, cfg.pretrain.corpus_size, cfg.sft.steps = 60, 2000, 40
     models = build_models(cfg)

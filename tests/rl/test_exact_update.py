@@ -17,20 +17,13 @@ from toyrlhf.tasks import get_task
 Z = 4.0
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TOYRLHF_CACHE_DIR", str(tmp_path_factory.mktemp("exact-update-cache")))
-        yield
-
-
 def small(algo, **kw):
     cfg = preset_config(algo, task="arith", **{"prompts_per_step": 16, "group_size": 4, **kw})
     cfg.pretrain.steps, cfg.pretrain.corpus_size, cfg.sft.steps = 60, 2000, 40
     return cfg
 
 
-def test_one_exact_step_is_adam_on_the_exact_expected_gradient(cache):
+def test_one_exact_step_is_adam_on_the_exact_expected_gradient(module_cache_dir):
     """RLOO with k1 in the reward and a token sum (h = 1): E[g] = grad (E[r] - beta KL(pi||ref)) exactly
     (Ahmadian et al. 2024), computed here from exact.grad_expectation / grad_reverse_kl, then a fresh Adam."""
     cfg = small("rloo", update="exact", max_grad_norm=0.0, beta=0.1)
@@ -55,7 +48,7 @@ def test_one_exact_step_is_adam_on_the_exact_expected_gradient(cache):
 
 
 @pytest.mark.parametrize("algo", ["grpo", "dr_grpo"])
-def test_mean_of_sampled_gradients_agrees_with_the_exact_update(cache, algo):
+def test_mean_of_sampled_gradients_agrees_with_the_exact_update(module_cache_dir, algo):
     """At a fixed policy (the SFT model with a nonzero reference gap), 300 sampled-update gradients (the trainer's
     own code path, captured before Adam) average to the exact one: |z| <= 4 on the exact direction and on two random
     unit directions."""
@@ -83,7 +76,7 @@ def test_mean_of_sampled_gradients_agrees_with_the_exact_update(cache, algo):
     assert cos > 0.5
 
 
-def test_unsupported_settings_are_one_line_errors(cache):
+def test_unsupported_settings_are_one_line_errors(module_cache_dir):
     task = get_task("arith")
     with pytest.raises(UserError, match="epochs x minibatches"):
         exact_update.check_config(small("ppo", update="exact"), task)

@@ -37,6 +37,7 @@ The public methods dispatch on `self.fast`; their caches are private to the path
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -137,13 +138,19 @@ def _is_fast(tcache) -> bool:
     return isinstance(tcache, FastTrunk)
 
 
-def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    out, i = {}, 0
-    for name, shape in shapes.items():
+@functools.lru_cache(maxsize=64)
+def _layout(items: tuple) -> tuple:
+    """((name, start, stop, shape), ...) of the parameters in flat-vector order (items: the shapes' items)."""
+    out, i = [], 0
+    for name, shape in items:
         n = math.prod(shape)
-        out[name] = flat[i:i + n].reshape(shape)
+        out.append((name, i, i + n, shape))
         i += n
-    return out
+    return tuple(out)
+
+
+def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    return {name: flat[a:b].reshape(shape) for name, a, b, shape in _layout(tuple(shapes.items()))}
 
 
 class TinyLM(FastPath):
@@ -208,7 +215,10 @@ class TinyLM(FastPath):
     def contexts(self, tokens: np.ndarray, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """Windows (N, k) of tokens[rows[n], ends[n]-k+1 .. ends[n]], BOS-padded on the left (align 'recent'),
         or of tokens[rows[n], 0 .. ends[n]], PAD-filled on the right (align 'prefix')."""
-        tokens = self._check_tokens(tokens)
+        return self._contexts(self._check_tokens(tokens), rows, ends)
+
+    def _contexts(self, tokens: np.ndarray, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """`contexts` of tokens already checked (`_check_tokens`)."""
         rows = np.ascontiguousarray(rows, np.int64)
         ends = np.ascontiguousarray(ends, np.int64)
         k = self.config.window
@@ -217,11 +227,7 @@ class TinyLM(FastPath):
         if ends.size and ends.max() >= k:
             raise ValueError(f"a prefix-window model of context {k} cannot read position {int(ends.max())}: "
                              f"sequences may hold at most {k} tokens")
-        X = np.full((rows.shape[0], k), PAD, dtype=np.int64)
-        width = min(k, tokens.shape[1])
-        X[:, :width] = tokens[rows, :width]
-        X[np.arange(k)[None, :] > ends[:, None]] = PAD     # the window never sees past its end
-        return X
+        return kernels._gather_prefix(tokens, rows, ends, k, PAD)      # the window never sees past its end
 
     # ---------------------------------------------------------------- trunk
     def trunk_forward(self, X: np.ndarray):
@@ -278,7 +284,7 @@ class TinyLM(FastPath):
         targets = tokens[rows, cols] - OUT_OFFSET
         if targets.size and targets.min() < 0:
             raise ValueError("PAD and BOS cannot be predicted: they are input-only tokens")
-        X = self.contexts(tokens, rows, cols - 1)                     # (N, k)
+        X = self._contexts(tokens, rows, cols - 1)                     # (N, k)
         if self.fast:
             tcache, logprobs, _ = self._fast_forward(X, 1.0 / temperature, lm=True)   # distinct windows' rows
             H = tcache.H
@@ -320,7 +326,7 @@ class TinyLM(FastPath):
         """V(s_t) for the state before each masked token t: (values (B, L), cache); 0 where mask is False."""
         tokens = self._check_tokens(tokens)
         rows, cols = np.nonzero(mask)
-        X = self.contexts(tokens, rows, cols - 1)
+        X = self._contexts(tokens, rows, cols - 1)
         if self.fast:
             tcache, _, s = self._fast_forward(X, w="wv")
             H = tcache.H
@@ -364,7 +370,7 @@ class TinyLM(FastPath):
         if self.config.reward_pool == "last":
             cols = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)   # (B,) last completion position
             rows, counts = np.arange(B), np.ones(B)                        # one window per sequence
-        X = self.contexts(tokens, rows, cols)                              # (N, k) windows ending AT each token
+        X = self._contexts(tokens, rows, cols)                              # (N, k) windows ending AT each token
         if self.fast:
             tcache, _, s = self._fast_forward(X, w="wr")
             H = tcache.H
@@ -413,7 +419,7 @@ class TinyLM(FastPath):
             self._fast_sample(tokens, mask, logp, alive, P, T, rng, temperature)
             return Samples(tokens, mask, logp)
         for t in range(T):
-            X = self.contexts(tokens, rows, np.full(B, P + t - 1))
+            X = self._contexts(tokens, rows, np.full(B, P + t - 1))
             lps = self.next_logprobs(X, temperature)                  # (B, V_out)
             pick = kernels._categorical(lps, rng.random(B))            # (B,)
             tokens[alive, P + t] = pick[alive] + OUT_OFFSET

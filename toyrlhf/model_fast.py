@@ -86,11 +86,12 @@ class FastPath:
         """kernels._mlp_table (k*V, h) of the current emb and W1, reused while they are unchanged (a frozen
         reference, or several forwards between two optimizer steps): comparing them costs less than rebuilding."""
         p = self.params
+        first = self.flat[:p["emb"].size + p["W1"].size]               # emb and W1 lead the flat vector
         cached = getattr(self, "_table_cache", None)
-        if cached is not None and np.array_equal(cached[0], p["emb"]) and np.array_equal(cached[1], p["W1"]):
-            return cached[2]
+        if cached is not None and np.array_equal(cached[0], first):
+            return cached[1]
         P = kernels._mlp_table(p["emb"], p["W1"])                      # (k*V, h) window slot x token -> pre
-        self._table_cache = (p["emb"].copy(), p["W1"].copy(), P)
+        self._table_cache = (first.copy(), P)
         return P
 
     def _fast_backward(self, G: np.ndarray, WT: np.ndarray, tc: FastTrunk, grads) -> np.ndarray:

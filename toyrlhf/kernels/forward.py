@@ -90,11 +90,23 @@ def _mlp_table(emb, W1):
     kd, h = W1.shape
     k = kd // d
     P = np.zeros((k * V, h))
+    d4 = d - d % 4
     for jv in range(k * V):
         j = jv // V
         v = jv - j * V
         Pr = P[jv]
-        for c in range(d):
+        for c in range(0, d4, 4):                  # four c per pass over Pr (the same order of additions)
+            e0 = emb[v, c]
+            e1 = emb[v, c + 1]
+            e2 = emb[v, c + 2]
+            e3 = emb[v, c + 3]
+            W0 = W1[j * d + c]
+            W1_ = W1[j * d + c + 1]
+            W2 = W1[j * d + c + 2]
+            W3 = W1[j * d + c + 3]
+            for f in range(h):
+                Pr[f] = (((Pr[f] + e0 * W0[f]) + e1 * W1_[f]) + e2 * W2[f]) + e3 * W3[f]
+        for c in range(d4, d):
             e = emb[v, c]
             Wr = W1[j * d + c]
             for f in range(h):
@@ -107,12 +119,21 @@ def _hidden_block(X, P, b1, V, lo, m, Hb, fb, q):
     """Hb[i] = tanh(b1 + sum_j P[j*V + X[lo+i, j]]) for the m rows lo.. (Hb flat, m*h)."""
     k = X.shape[1]
     h = b1.shape[0]
+    k4 = k - k % 4
     for i in range(m):
         row = Hb[i * h:(i + 1) * h]
+        x = X[lo + i]
         for f in range(h):
             row[f] = b1[f]
-        for j in range(k):
-            Pr = P[j * V + X[lo + i, j]]
+        for j in range(0, k4, 4):                  # four slots per pass over the row (the same additions)
+            P0 = P[j * V + x[j]]
+            P1 = P[(j + 1) * V + x[j + 1]]
+            P2 = P[(j + 2) * V + x[j + 2]]
+            P3 = P[(j + 3) * V + x[j + 3]]
+            for f in range(h):
+                row[f] = (((row[f] + P0[f]) + P1[f]) + P2[f]) + P3[f]
+        for j in range(k4, k):
+            Pr = P[j * V + x[j]]
             for f in range(h):
                 row[f] += Pr[f]
     _vtanh(Hb, fb, q, m * h)

@@ -68,9 +68,11 @@ def _split(n: int, parts: int, align: int) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
 
+def _alone(n_rows: int) -> bool:
+    return _settings["threads"] == 1 or n_rows < _settings["min_rows"]
+
+
 def _share(fn, n_rows: int) -> bool:
-    if _settings["threads"] == 1 or n_rows < _settings["min_rows"]:
-        return False
     if not _settings["adaptive"]:
         return True
     t = _timings.setdefault(fn, [0, None, None])
@@ -83,7 +85,7 @@ def _share(fn, n_rows: int) -> bool:
 def _timed(fn, shared: bool, n_rows: int, call):
     t0 = time.perf_counter()
     out = call()
-    if _settings["adaptive"] and n_rows >= _settings["min_rows"]:
+    if _settings["adaptive"]:
         per_row = (time.perf_counter() - t0) / n_rows
         t = _timings.setdefault(fn, [0, None, None])
         i = 2 if shared else 1
@@ -94,6 +96,8 @@ def _timed(fn, shared: bool, n_rows: int, call):
 def rows(fn, head: tuple, n_rows: int, tail: tuple = ()) -> list:
     """[fn(*head, lo, hi, *tail)] over row ranges covering 0..n_rows: one call, or two chunks per thread shared
     with the workers (a late worker then leaves the caller at most one chunk to wait for)."""
+    if _alone(n_rows):
+        return [fn(*head, 0, n_rows, *tail)]
     shared = _share(fn, n_rows)
     chunks = ([(0, n_rows)] if not shared
               else _split(n_rows, min(2 * threads(), -(-n_rows // ROW_ALIGN)), ROW_ALIGN))
@@ -102,6 +106,8 @@ def rows(fn, head: tuple, n_rows: int, tail: tuple = ()) -> list:
 
 def cols(fn, head: tuple, n_cols: int, n_rows: int, tail: tuple = ()) -> list:
     """As `rows`, over column ranges covering 0..n_cols of a reduction over n_rows rows (one chunk per thread)."""
+    if _alone(n_rows):
+        return [fn(*head, 0, n_cols, *tail)]
     shared = _share(fn, n_rows)
     chunks = ([(0, n_cols)] if not shared
               else _split(n_cols, min(threads(), -(-n_cols // COL_ALIGN)), COL_ALIGN))

@@ -23,6 +23,20 @@ def _gather_contexts(tokens, rows, ends, k, bos):
 
 
 @_kernel()
+def _gather_prefix(tokens, rows, ends, k, pad):
+    """X[n] = tokens[rows[n], 0 .. ends[n]] followed by PAD up to k tokens (a prefix window).  -> (N, k) int64"""
+    n = rows.shape[0]
+    L = tokens.shape[1]
+    out = np.empty((n, k), dtype=np.int64)
+    for i in range(n):
+        b = rows[i]
+        e = ends[i]
+        for j in range(k):
+            out[i, j] = tokens[b, j] if j <= e and j < L else pad
+    return out
+
+
+@_kernel()
 def _embed_concat(X, emb):
     """E[n, j*d:(j+1)*d] = emb[X[n, j]]  -> (N, k*d)"""
     n, k = X.shape

@@ -120,6 +120,34 @@ def test_vectorised_exp_and_tanh_match_libm():
     assert np.max(np.abs(kernels._vexp_array(y) / np.exp(y) - 1)) <= 1e-15
 
 
+def test_background_compile_plan_uses_the_signatures_the_model_uses():
+    """kernels/warmup.py compiles a first run's kernels in a helper process from tiny made-up arguments: they must
+    have the types TinyLM and Adam pass, or the helper compiles signatures nobody calls. Every kernel of the plan
+    is called here through the model first; calling it with the plan's arguments then adds no signature."""
+    from toyrlhf.kernels import warmup
+    from toyrlhf.optim import Adam, clip_grad_norm
+    rng = np.random.default_rng(0)
+    for kw in (dict(), dict(k=4, align="prefix", reward_pool="last")):
+        m = small_model("mlp", 0, **kw)
+        tokens, mask = random_batch(rng, 7, 20, 2, 2)
+        lp, ent, c = m.logp_forward(tokens, mask)
+        g = m.logp_backward(rng.normal(size=tokens.shape), c, rng.normal(size=tokens.shape))
+        v, vc = m.value_forward(tokens, mask)
+        g = g + m.value_backward(rng.normal(size=tokens.shape), vc)
+        r, rc = m.reward_forward(tokens, mask)
+        g = g + m.reward_backward(rng.normal(size=20), rc)
+        H, tc = m._fast_trunk(tc_X := rc[3].X)
+        m._fast_scalar_head(tc_X, H, "wr")
+        Adam(m.flat.size, lr=1e-3).step(m.flat, clip_grad_norm(g, 1.0)[0])
+        m.sample(tokens[:, :2], 2, rng)
+    top_level = [(k, a) for k, a in warmup._plan() if not k.py_func.__name__.startswith(("_lm_head", "_dot8"))]
+    for kernel, args in top_level:
+        before = list(kernel.signatures)
+        assert before, f"{kernel.py_func.__name__} was not called by the model"
+        kernel(*args)
+        assert kernel.signatures == before, f"{kernel.py_func.__name__}: the plan's arguments have other types"
+
+
 def test_blas_single_thread_pins_and_restores():
     from threadpoolctl import threadpool_info
     before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]

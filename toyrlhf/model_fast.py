@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .kernels import pool
+from .kernels import pool, warmup
 from .tokens import BOS, EOS, OUT_OFFSET, PAD
 
 _E1 = np.zeros(0)
@@ -49,6 +49,8 @@ class FastPath:
         (else logprobs is None), the scalar head with weight `w` when given (else s is None)."""
         X = int_rows(X)
         p = self.params
+        if not warmup._started:
+            warmup.start()                                             # a first run: compile in two processes
         if self.config.arch == "bigram":                               # logits = W2[x_k], s = w[x_k]
             Xu, of_row = kernels._distinct_rows(X[:, -1:])
             tc, logprobs, s = FastTrunk(X, Xu, of_row, None), None, None
@@ -134,6 +136,8 @@ class FastPath:
         reference loop draws (one per row per step while any row is alive): they are drawn for every step at once,
         then the generator is set to where the reference loop leaves it. Fills tokens, mask, logp in place."""
         cfg, p = self.config, self.params
+        if not warmup._started:
+            warmup.start()
         B = tokens.shape[0]
         prefix = cfg.align == "prefix"
         steps_ok = max(0, min(T, cfg.window - P + 1)) if prefix else T   # a prefix window ends at position k-1

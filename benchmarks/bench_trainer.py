@@ -1,0 +1,98 @@
+"""Wall time of one RL step of the presets at their default settings (`toyrlhf run <algo>`: pref, 16 prompts x 8),
+and where it goes: the model's calls (sampling, log-prob / value / reward forward and backward), Adam, and the
+rest (the trainer's losses, advantages and bookkeeping). PPO against GRPO is issue 12's ratio.
+
+The stage cache is $TOYRLHF_CACHE_DIR (built if missing). Medians and ranges of --reps blocks of --steps steps,
+after a warm-up; the load average is printed, since the machine may be shared. Prints; asserts nothing.
+
+    python benchmarks/bench_trainer.py                      # grpo and ppo
+    python benchmarks/bench_trainer.py --algo ppo --algo rloo --steps 50
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from toyrlhf.config import preset_config
+from toyrlhf.model import TinyLM
+from toyrlhf.optim import Adam
+from toyrlhf.rl.trainer import Trainer, build_models
+from toyrlhf.threads import blas_single_thread
+
+MODEL_CALLS = ("sample", "logp_forward", "logp_backward", "value_forward", "value_backward", "reward_forward",
+               "reward_backward")
+
+
+def instrument(clock: dict) -> None:
+    """Add the seconds spent in each of TinyLM's MODEL_CALLS and in Adam.step to clock[name] (outermost calls)."""
+    depth = [0]
+
+    def wrap(cls, name, key):
+        fn = getattr(cls, name)
+
+        def timed(*a, **k):
+            if depth[0]:
+                return fn(*a, **k)
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                clock[key] = clock.get(key, 0.0) + time.perf_counter() - t
+                depth[0] -= 1
+
+        setattr(cls, name, timed)
+
+    for name in MODEL_CALLS:
+        wrap(TinyLM, name, name)
+    wrap(Adam, "step", "adam")
+
+
+def bench(algo: str, steps: int, reps: int, clock: dict) -> dict:
+    cfg = preset_config(algo)
+    tr = Trainer(cfg, build_models(cfg))
+    with blas_single_thread():
+        for _ in range(10):
+            tr.step()
+        blocks, parts = [], []
+        for _ in range(reps):
+            clock.clear()
+            t = time.perf_counter()
+            for _ in range(steps):
+                tr.step()
+            blocks.append(1e3 * (time.perf_counter() - t) / steps)
+            parts.append({k: 1e3 * v / steps for k, v in clock.items()})
+    i = int(np.argsort(blocks)[len(blocks) // 2])
+    return dict(median=float(np.median(blocks)), lo=min(blocks), hi=max(blocks), parts=parts[i],
+                updates=cfg.epochs * cfg.minibatches, critic=cfg.uses_critic)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--algo", action="append", help="presets (default: grpo and ppo)")
+    ap.add_argument("--steps", type=int, default=100, help="steps per timed block")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    algos = args.algo or ["grpo", "ppo"]
+    clock: dict = {}
+    instrument(clock)
+    res = {}
+    for algo in algos:
+        res[algo] = r = bench(algo, args.steps, args.reps, clock)
+        model = sum(v for k, v in r["parts"].items() if k in MODEL_CALLS)
+        rest = r["median"] - model - r["parts"].get("adam", 0.0)
+        print(f"{algo:10s} {r['median']:6.2f} ms/step (range {r['lo']:.2f}-{r['hi']:.2f}; load average "
+              f"{os.getloadavg()[0]:.2f}); {r['updates']} policy updates{' + critic updates' if r['critic'] else ''}"
+              f" a step: model {model:.2f} ms, Adam {r['parts'].get('adam', 0.0):.2f} ms, the rest {rest:.2f} ms")
+        print("           " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["parts"].items(), key=lambda kv: -kv[1])))
+    if "grpo" in res:
+        for algo in algos:
+            if algo != "grpo":
+                print(f"{algo} / grpo wall time per step: {res[algo]['median'] / res['grpo']['median']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -11,12 +11,12 @@ from __future__ import annotations
 from numba import njit
 
 
-def _kernel(contract: bool = False):
+def _kernel(contract: bool = False, inline: str = "never"):
     """njit with cache=True, falling back to an uncached compile when no cache locator is writable.
     contract=True lets LLVM fuse a*b + c into one FMA (one rounding instead of two; no reassociation)."""
 
     def deco(fn):
-        opts = dict(error_model="numpy", nogil=True)
+        opts = dict(error_model="numpy", nogil=True, inline=inline)
         if contract:
             opts["fastmath"] = {"contract"}
         try:
@@ -30,3 +30,9 @@ def _kernel(contract: bool = False):
 def _helper(fn):
     """A njit helper called from the fast kernels (their flags, cached, inlined by LLVM)."""
     return _kernel(contract=True)(fn)
+
+
+def _part(fn):
+    """A part of one kernel, written apart to keep functions short: inlined into its caller by numba itself, so
+    it is never compiled on its own (a `_helper` is, then again in each caller: +0.7 s per split, measured)."""
+    return _kernel(contract=True, inline="always")(fn)

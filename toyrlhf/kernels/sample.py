@@ -4,7 +4,26 @@ from __future__ import annotations
 import numpy as np
 
 from .forward import ROW_BLOCK, _find_or_add, _hash_table, _hidden_block, _lm_head_block
-from .jit import _kernel
+from .jit import _kernel, _part
+
+
+@_part
+def _step_windows(tokens, rows, e, prefix, bos, pad, Xu, of_row, count, win):
+    """The windows ending at position e of the sequences `rows`, made distinct: Xu[:U], of_row[i] (the index of
+    row i's window); returns U (count, win: scratch)."""
+    k = win.shape[0]
+    table = _hash_table(rows)
+    count[0] = 0
+    for i in range(rows.shape[0]):
+        b = rows[i]
+        for j in range(k):
+            if prefix:
+                win[j] = tokens[b, j] if j <= e else pad
+            else:
+                p = e - k + 1 + j
+                win[j] = bos if p < 0 else tokens[b, p]
+        of_row[i] = _find_or_add(table, Xu, count, win)
+    return count[0]
 
 
 @_kernel(contract=True)
@@ -42,19 +61,7 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2, b2, V, prefix, inv_temp, bos, pad,
         if na == 0:
             break
         steps = t + 1
-        e = P0 + t - 1
-        table = _hash_table(rows[:na])
-        count[0] = 0
-        for i in range(na):
-            b = rows[i]
-            for j in range(k):
-                if prefix:
-                    win[j] = tokens[b, j] if j <= e else pad
-                else:
-                    p = e - k + 1 + j
-                    win[j] = bos if p < 0 else tokens[b, p]
-            of_row[i] = _find_or_add(table, Xu, count, win)
-        nu = count[0]
+        nu = _step_windows(tokens, rows[:na], P0 + t - 1, prefix, bos, pad, Xu, of_row, count, win)
         for b0 in range(0, nu, R):
             m = min(nu, b0 + R) - b0
             _hidden_block(Xu, P, b1, V, b0, m, Hb, fb, q)

@@ -11,6 +11,7 @@ Every kernel is private (leading underscore) and called through the plain functi
     backward.py   the fast path's backward on the distinct windows
     optim.py      Adam in one pass, a fixed-order sum of squares
     pool.py       the fast path's threads: fixed chunks claimed by whichever thread is free
+    warmup.py     a first run's compile shared with a helper process
 
 The fast path calls no BLAS at all, so the step never meets OpenBLAS's spinning worker threads, and its results do
 not depend on OPENBLAS_NUM_THREADS; pool.py says why they do not depend on NUMBA_NUM_THREADS either. The only

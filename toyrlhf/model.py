@@ -222,12 +222,11 @@ class TinyLM(FastPath):
         rows = np.ascontiguousarray(rows, np.int64)
         ends = np.ascontiguousarray(ends, np.int64)
         k = self.config.window
-        if self.config.align == "recent":
-            return kernels._gather_contexts(tokens, rows, ends, k, BOS)
-        if ends.size and ends.max() >= k:
+        prefix = self.config.align == "prefix"
+        if prefix and ends.size and ends.max() >= k:
             raise ValueError(f"a prefix-window model of context {k} cannot read position {int(ends.max())}: "
                              f"sequences may hold at most {k} tokens")
-        return kernels._gather_prefix(tokens, rows, ends, k, PAD)      # the window never sees past its end
+        return kernels._gather_contexts(tokens, rows, ends, k, prefix, BOS, PAD)   # never sees past its end
 
     # ---------------------------------------------------------------- trunk
     def trunk_forward(self, X: np.ndarray):

@@ -30,7 +30,7 @@ from .forward import (ROW_BLOCK, _distinct_rows, _logits_forward, _mlp_rows, _ml
                       _rows_dot)
 from .optim import _adam_update, _sum_squares  # noqa: F401
 from .reference import (_categorical, _dlogits, _embed_backward, _embed_concat, _gather_contexts,  # noqa: F401
-                        _gather_prefix, _log_softmax, _one_hot_last)
+                        _log_softmax, _one_hot_last)
 from .sample import _sample_rows  # noqa: F401
 from .vmath import _vexp_array, _vtanh_array  # noqa: F401
 from . import pool  # noqa: F401,E402

@@ -2,37 +2,30 @@
 from __future__ import annotations
 
 import numpy as np
-from .jit import _kernel
+
+from .jit import _kernel, _part
+
+
+@_part
+def _fill_window(tokens, b, e, prefix, bos, pad, out):
+    """out[:] = the window of sequence b ending at position e: tokens[b, e-k+1 .. e] with BOS before position 0
+    (the 'recent' window), or with `prefix` tokens[b, 0 .. e] followed by PAD (k = len(out))."""
+    k = out.shape[0]
+    for j in range(k):
+        if prefix:
+            out[j] = tokens[b, j] if j <= e and j < tokens.shape[1] else pad
+        else:
+            p = e - k + 1 + j
+            out[j] = bos if p < 0 else tokens[b, p]
 
 
 @_kernel()
-def _gather_contexts(tokens, rows, ends, k, bos):
-    """X[n] = tokens[rows[n], ends[n]-k+1 .. ends[n]], positions before 0 read as BOS.  -> (N, k) int64"""
+def _gather_contexts(tokens, rows, ends, k, prefix, bos, pad):
+    """X[n] = the window of sequence rows[n] ending at ends[n] (`_fill_window`).  -> (N, k) int64"""
     n = rows.shape[0]
     out = np.empty((n, k), dtype=np.int64)
     for i in range(n):
-        b = rows[i]
-        e = ends[i]
-        for j in range(k):
-            pos = e - k + 1 + j
-            if pos < 0:
-                out[i, j] = bos
-            else:
-                out[i, j] = tokens[b, pos]
-    return out
-
-
-@_kernel()
-def _gather_prefix(tokens, rows, ends, k, pad):
-    """X[n] = tokens[rows[n], 0 .. ends[n]] followed by PAD up to k tokens (a prefix window).  -> (N, k) int64"""
-    n = rows.shape[0]
-    L = tokens.shape[1]
-    out = np.empty((n, k), dtype=np.int64)
-    for i in range(n):
-        b = rows[i]
-        e = ends[i]
-        for j in range(k):
-            out[i, j] = tokens[b, j] if j <= e and j < L else pad
+        _fill_window(tokens, rows[i], ends[i], prefix, bos, pad, out[i])
     return out
 
 

@@ -5,23 +5,17 @@ import numpy as np
 
 from .forward import ROW_BLOCK, _find_or_add, _hash_table, _hidden_block, _lm_head_block
 from .jit import _kernel, _part
+from .reference import _fill_window
 
 
 @_part
 def _step_windows(tokens, rows, e, prefix, bos, pad, Xu, of_row, count, win):
     """The windows ending at position e of the sequences `rows`, made distinct: Xu[:U], of_row[i] (the index of
     row i's window); returns U (count, win: scratch)."""
-    k = win.shape[0]
     table = _hash_table(rows)
     count[0] = 0
     for i in range(rows.shape[0]):
-        b = rows[i]
-        for j in range(k):
-            if prefix:
-                win[j] = tokens[b, j] if j <= e else pad
-            else:
-                p = e - k + 1 + j
-                win[j] = bos if p < 0 else tokens[b, p]
+        _fill_window(tokens, rows[i], e, prefix, bos, pad, win)
         of_row[i] = _find_or_add(table, Xu, count, win)
     return count[0]
 

@@ -11,7 +11,7 @@ accuracy near 0. NaN propagates.
 from __future__ import annotations
 
 import numpy as np
-from .jit import _helper, _kernel
+from .jit import _helper, _kernel, _part
 
 _INV_LN2 = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01      # fdlibm split of ln 2: n * _LN2_HI is exact for |n| < 2^11
@@ -21,6 +21,18 @@ _EXP_OFF = 1023 - 0x4338000000000000      # bits(_MAGIC + n) + _EXP_OFF = n + 10
 _C2, _C3, _C4, _C5 = 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120
 _C6, _C7, _C8, _C9 = 1.0 / 720, 1.0 / 5040, 1.0 / 40320, 1.0 / 362880
 _C10, _C11, _C12, _C13 = 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800
+
+
+@_part
+def _reduce(y, fb, q, i):
+    """y = n ln2 + r (Cody-Waite, |r| <= ln2/2): fb[i] = n + _MAGIC (n in its low bits, for `_pow2_bits`),
+    q[i] = e^r - 1 by its Taylor polynomial to degree 13."""
+    t = y * _INV_LN2 + _MAGIC
+    fb[i] = t
+    nf = t - _MAGIC
+    r = (y - nf * _LN2_HI) - nf * _LN2_LO
+    q[i] = r * (1.0 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * (_C7 + r * (
+        _C8 + r * (_C9 + r * (_C10 + r * (_C11 + r * (_C12 + r * _C13))))))))))))
 
 
 @_helper
@@ -39,12 +51,7 @@ def _vexp(x, out, fb, q, m):
         y = x[i]
         if y < -708.0:
             y = -708.0
-        t = y * _INV_LN2 + _MAGIC
-        fb[i] = t
-        nf = t - _MAGIC
-        r = (y - nf * _LN2_HI) - nf * _LN2_LO
-        q[i] = r * (1.0 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * (_C7 + r * (
-            _C8 + r * (_C9 + r * (_C10 + r * (_C11 + r * (_C12 + r * _C13))))))))))))      # e^r - 1
+        _reduce(y, fb, q, i)
     _pow2_bits(fb, m)
     for i in range(m):
         s = fb[i]
@@ -58,12 +65,7 @@ def _vtanh(x, fb, q, m):
         y = 2.0 * abs(x[i])
         if y > 40.0:                              # tanh(20) == 1.0 in float64; NaN stays NaN
             y = 40.0
-        t = y * _INV_LN2 + _MAGIC
-        fb[i] = t
-        nf = t - _MAGIC
-        r = (y - nf * _LN2_HI) - nf * _LN2_LO
-        q[i] = r * (1.0 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * (_C7 + r * (
-            _C8 + r * (_C9 + r * (_C10 + r * (_C11 + r * (_C12 + r * _C13))))))))))))      # e^r - 1
+        _reduce(y, fb, q, i)
     _pow2_bits(fb, m)
     for i in range(m):
         s = fb[i]

@@ -18,8 +18,8 @@ rows in row order: no reduction is split between chunks, so where the chunk boun
 shared and which thread computes a chunk change no bit of the result (tests/test_kernels.py checks it for any
 chunking, tests/test_thread_determinism.py for any NUMBA_NUM_THREADS).
 
-Threads: NUMBA_NUM_THREADS (numba's default: the CPUs this process may use), read once. Workers start on first
-use, are daemons, and are not inherited by a fork (the child starts its own).
+Threads: NUMBA_NUM_THREADS (numba's default: the CPUs this process may use), read once. The workers are a
+concurrent.futures thread pool started on first use, and are not inherited by a fork (the child starts its own).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import contextlib
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from numba import config as _numba_config
 
@@ -143,26 +144,12 @@ class _Job:
                     self.done.set()
 
 
-class _Workers:
-    def __init__(self, n: int):
-        self.job: _Job | None = None
-        self.wake = threading.Semaphore(0)
-        for _ in range(n):
-            threading.Thread(target=self._loop, daemon=True, name="toyrlhf-kernels").start()
-
-    def _loop(self) -> None:
-        while True:
-            self.wake.acquire()
-            job = self.job
-            if job is not None:
-                job.work()
-
-
-_workers: _Workers | None = None
+_workers: ThreadPoolExecutor | None = None
 _workers_lock = threading.Lock()
 
 
 def _forget_workers() -> None:
+    """After a fork the child has none of the parent's threads: it starts a pool of its own on first use."""
     global _workers, _workers_lock
     _workers, _workers_lock = None, threading.Lock()
 
@@ -178,11 +165,10 @@ def _run(fn, head: tuple, chunks: list[tuple[int, int]], tail: tuple) -> list:
     job = _Job(fn, head, chunks, tail)
     with _workers_lock:
         if _workers is None:
-            _workers = _Workers(threads() - 1)
+            _workers = ThreadPoolExecutor(max_workers=threads() - 1, thread_name_prefix="toyrlhf-kernels")
         workers = _workers
-    workers.job = job
     for _ in range(min(threads() - 1, len(chunks) - 1)):
-        workers.wake.release()
+        workers.submit(job.work)     # a worker that starts late finds every chunk claimed and returns at once
     job.work()
     job.done.wait()
     if job.error is not None:

@@ -29,12 +29,12 @@ import hashlib
 import numpy as np
 
 from .. import exact
-from ..config_checks import CRITICS  # noqa: F401 (RLConfig.critic's choices, checked there)
 from . import advantages as adv_mod
 from . import losses
 from .exact_update import enumerated_rewards
 
-__all__ = ["CRITICS", "check_config", "ExactCritic", "critic_error"]
+__all__ = ["check_config", "ExactCritic", "critic_error"]
+
 
 def check_config(task) -> None:
     """UserError (one line) when the task has too many completions to enumerate every step."""

@@ -32,7 +32,9 @@ Two implementations of every head, the same mathematics:
     whose forward.py explains the algebra), run once per distinct window of a batch, no BLAS call, bit-identical
     results for any NUMBA_NUM_THREADS / OPENBLAS_NUM_THREADS. tests/test_kernels.py checks fast == reference to
     1e-12 (relative to the largest entry).
-The public methods dispatch on `self.fast`; their caches are private to the path that made them.
+The public methods dispatch on `self.fast`; their caches are private to the path that made them. The fast LM
+head keeps the windows it computed at the current parameters and temperature (`model_memo.WindowMemo`): sampling
+fills it, and the rollout's pi_old forward, a first minibatch and a frozen reference read it back, bit for bit.
 """
 from __future__ import annotations
 

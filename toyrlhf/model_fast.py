@@ -8,12 +8,11 @@ mathematics); a row's outputs are its window's, looked up through `FastTrunk.of_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import kernels
 from .kernels import pool, warmup
+from .model_memo import WindowMemo
 from .tokens import BOS, EOS, OUT_OFFSET, PAD
 
 _E1 = np.zeros(0)
@@ -27,18 +26,23 @@ def int_rows(X) -> np.ndarray:
     return X if X.flags.writeable else X.copy()
 
 
-@dataclass
 class FastTrunk:
     """The fast path's trunk cache: the rows' windows X (N, k), their distinct windows Xu (U, k) and
     of_row (N,) (row n's window is Xu[of_row[n]]), the features H (U, h) of Xu (None for the bigram: its
     features are the one-hot code of the last token, used as a row index), and the LM head's entropy (U,) when a
-    forward computed it."""
+    forward computed it. Features read from a memo are gathered (H = source[H_idx]) only when a backward asks."""
 
-    X: np.ndarray
-    Xu: np.ndarray
-    of_row: np.ndarray
-    H: np.ndarray | None
-    ent: np.ndarray | None = None
+    __slots__ = ("X", "Xu", "of_row", "_H", "_H_idx", "ent")
+
+    def __init__(self, X, Xu, of_row, H, ent=None, H_idx=None):
+        self.X, self.Xu, self.of_row, self.ent = X, Xu, of_row, ent
+        self._H, self._H_idx = H, H_idx
+
+    @property
+    def H(self):
+        if self._H_idx is not None:
+            self._H, self._H_idx = self._H[self._H_idx], None
+        return self._H
 
 
 class FastPath:
@@ -60,6 +64,8 @@ class FastPath:
                 s = p[w][Xu[:, 0]]
             return tc, logprobs, s
         Xu, of_row = kernels._distinct_rows(X)
+        if lm and w is None:
+            return self._memo_forward(X, Xu, of_row, inv_temp)
         U = Xu.shape[0]
         H = np.empty((U, self.config.hidden))
         W2, b2, logprobs, ent = _E2, _E1, _E2, _E1
@@ -71,6 +77,26 @@ class FastPath:
                   (H, logprobs, ent, s))
         tc = FastTrunk(X, Xu, of_row, H, ent if lm else None)
         return tc, (logprobs if lm else None), (s if w is not None else None)
+
+    def _memo_forward(self, X, Xu, of_row, inv_temp: float):
+        """`_fast_forward`'s LM head through the model's WindowMemo (model_memo.py): the windows computed before at
+        these parameters and temperature are looked up, the others computed and added."""
+        memo = getattr(self, "_memo", None)
+        if memo is not None and memo.valid_for(self.flat, inv_temp) and memo.room_for(len(Xu)):
+            idx = memo.index(Xu, lambda Xn, H, lp, ent: self._lm_rows(Xn, inv_temp, H, lp, ent))
+            return FastTrunk(X, Xu, of_row, memo.H, memo.ent[idx], H_idx=idx), memo.logprobs[idx], None
+        U = Xu.shape[0]
+        H, logprobs, ent = np.empty((U, self.config.hidden)), np.empty((U, self.config.n_out)), np.empty(U)
+        self._lm_rows(Xu, inv_temp, H, logprobs, ent)
+        if WindowMemo.fits(U):
+            self._memo = WindowMemo.of_windows(self.flat, inv_temp, Xu, H, logprobs, ent)
+        return FastTrunk(X, Xu, of_row, H, ent), logprobs, None
+
+    def _lm_rows(self, X, inv_temp: float, H, logprobs, ent) -> None:
+        """H, logprobs, ent of the (distinct) windows X, written in place: the trunk and the LM head."""
+        p = self.params
+        pool.rows(kernels._mlp_rows, (X, self._table(), p["b1"], self.config.vocab_size, p["W2"], p["b2"], inv_temp,
+                                      _E1), X.shape[0], (H, logprobs, ent, _E1))
 
     def _fast_trunk(self, X: np.ndarray):
         """(features H (U, h) of the distinct windows of X, or None for the bigram; the trunk cache)."""
@@ -145,8 +171,24 @@ class FastPath:
         U = rng.random((steps_ok, B))
         head = (tokens, P, steps_ok, U, self._table(), p["b1"], p["W2"], p["b2"], cfg.vocab_size, prefix,
                 1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS)
-        steps = max(pool.rows(kernels._sample_rows, head, B, (logp, mask, alive)))
+        chunks = pool.rows(kernels._sample_rows, head, B, (logp, mask, alive))
+        steps = max(c[0] for c in chunks)
+        self._keep_sampled(chunks, 1.0 / temperature)
         rng.bit_generator.state = state
         rng.random(steps * B)                       # the same stream position as `steps` draws of B uniforms
         if steps_ok < T and alive.any():
             self.contexts(tokens, np.zeros(1, np.int64), np.full(1, P + steps_ok - 1))   # raises the ValueError
+
+    def _keep_sampled(self, chunks, inv_temp: float) -> None:
+        """Keep the windows the sampler's chunks computed as the model's WindowMemo (the rollout's forwards at
+        these parameters then look them up), merged into the current memo when that is still valid."""
+        memos = [WindowMemo(self.flat, inv_temp, *c[1:]) for c in chunks]
+        memo = getattr(self, "_memo", None)
+        if memo is None or not memo.valid_for(self.flat, inv_temp):
+            if not WindowMemo.fits(int(memos[0].count[0])):
+                return
+            memo = self._memo = memos.pop(0)
+        for m in memos:
+            if not memo.room_for(int(m.count[0])):
+                return
+            memo.merge(m)

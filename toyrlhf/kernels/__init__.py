@@ -26,8 +26,8 @@ the user. One flag set per function: numba's on-disk cache does not distinguish 
 from __future__ import annotations
 
 from .backward import _emb_grad, _grouped_dlogits, _head_rows_backward, _trunk_weight_cols  # noqa: F401
-from .forward import (ROW_BLOCK, _distinct_rows, _logits_forward, _mlp_rows, _mlp_table,  # noqa: F401
-                      _rows_dot)
+from .forward import (ROW_BLOCK, _distinct_rows, _logits_forward, _memo_index, _mlp_rows,  # noqa: F401
+                      _mlp_table, _rows_dot)
 from .optim import _adam_update, _sum_squares  # noqa: F401
 from .reference import (_categorical, _dlogits, _embed_backward, _embed_concat, _gather_contexts,  # noqa: F401
                         _log_softmax, _one_hot_last)

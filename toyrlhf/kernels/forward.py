@@ -83,6 +83,17 @@ def _distinct_rows(X):
     return Xu[:count[0]].copy(), of_row
 
 
+@_kernel()
+def _memo_index(table, Xm, count, Xu):
+    """idx (U,): idx[u] = the index of window Xu[u] among the memo's windows Xm[:count[0]] (`_find_or_add`'s hash
+    table `table`), appending the windows it lacks (count grows; Xm must have room for them)."""
+    U = Xu.shape[0]
+    idx = np.empty(U, dtype=np.int64)
+    for u in range(U):
+        idx[u] = _find_or_add(table, Xm, count, Xu[u])
+    return idx
+
+
 @_kernel(contract=True)
 def _mlp_table(emb, W1):
     """P[j*V + v] = emb[v] @ W1[j*d:(j+1)*d]  -> (k*V, h): every window slot's contribution of every token."""

@@ -60,6 +60,7 @@ def _plan():
                              f8(N), f8(0))),
         (forward._mlp_table, (f8(V, d), f8(k * d, h))),
         (forward._distinct_rows, (X,)),
+        (forward._memo_index, (np.full(16, -1, dtype=np.int64), i8(N, k), i8(1), X)),
         (reference._gather_contexts, (tokens, rows, ends, k, False, 1, 0)),
     ]
 

@@ -41,6 +41,7 @@ only from those prompts and training groups only from the others, so a held-out 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -157,21 +158,39 @@ def exact_pair_expectations(probs, gold, scores, offsets, tau: float) -> dict[st
         diff = values[:, None] - values[None, :]
         win = pref_prob(diff, tau)                                       # (U, U) P(class u beats class v)
         bayes.append((P @ pref_prob(np.abs(diff), tau) @ P - 0.5 * np.sum(p * p)) / z)
-        # scorer: for each a, the mass per gold class of the completions scored strictly lower
-        order = np.argsort(sc, kind="stable")
-        s_sorted = sc[order]
-        onehot = np.zeros((hi - lo, values.size))
-        onehot[np.arange(hi - lo), cls[order]] = p[order]
-        below = np.vstack([np.zeros(values.size), np.cumsum(onehot, axis=0)])   # (n+1, U) mass before index i
-        first = np.searchsorted(s_sorted, s_sorted, side="left")         # first index of each score's tie block
-        lower = below[first]                                             # (n, U) mass with a strictly lower score
-        a_cls = cls[order]
-        ordered = np.sum(p[order] * np.sum(lower * win[a_cls], axis=1))  # sum_{s_a > s_b} pi_a pi_b p(r_a - r_b)
-        last = np.searchsorted(s_sorted, s_sorted, side="right")
-        tie_mass = below[last] - lower                                   # (n, U) mass with an equal score (a included)
-        ties = np.sum(p[order] * tie_mass.sum(axis=1)) - np.sum(p * p)   # sum_{a != b, s_a = s_b} pi_a pi_b
+        ordered, tied = _scored_below(p, cls, sc, win)
+        ties = tied - np.sum(p * p)                                      # sum_{a != b, s_a = s_b} pi_a pi_b
         acc.append((2.0 * ordered + 0.5 * ties) / z)
     return {"bayes_accuracy": float(np.mean(bayes)), "expected_accuracy": float(np.mean(acc))}
+
+
+def _scored_below(p: np.ndarray, cls: np.ndarray, sc: np.ndarray, win: np.ndarray) -> tuple[float, float]:
+    """One prompt's scorer sums of `exact_pair_expectations`, completions sorted by score with the running mass
+    per gold class: (sum_{s_a > s_b} pi_a pi_b p(r*_a - r*_b), sum_a pi_a * (mass scored equal to a, a included)).
+
+    When no two scores tie (the usual case: an enumerated prompt's scores were all distinct), each tie block is
+    one completion, so the blocks' bounds are the positions themselves and the mass scored equal to a is its own
+    class's step of the running mass: the numbers the general path computes, with four passes over the (n, U)
+    running masses instead of nine (0.19 -> 0.1 s for pref's 270k training completions, measured)."""
+    n, U = p.size, win.shape[0]
+    order = np.argsort(sc, kind="stable")
+    s_sorted, a_cls, pa = sc[order], cls[order], p[order]
+    onehot = np.zeros((n, U))
+    onehot[np.arange(n), a_cls] = pa
+    below = np.zeros((n + 1, U))                                         # (n+1, U) mass before index i
+    np.cumsum(onehot, axis=0, out=below[1:])
+    if np.all(s_sorted[1:] > s_sorted[:-1]):
+        lower = below[:-1]                                               # (n, U) mass with a strictly lower score
+        # a's row of the equal-score mass is 0 but in a's class (adding 0 is exact), so its sum is that entry
+        rows = np.arange(n)
+        tie_sums = below[rows + 1, a_cls] - lower[rows, a_cls]
+    else:
+        first = np.searchsorted(s_sorted, s_sorted, side="left")         # first index of each score's tie block
+        lower = below[first]
+        last = np.searchsorted(s_sorted, s_sorted, side="right")
+        tie_sums = (below[last] - lower).sum(axis=1)                     # (n,) mass with an equal score (a included)
+    ordered = np.sum(pa * np.sum(lower * win[a_cls], axis=1))
+    return ordered, np.sum(pa * tie_sums)
 
 
 # ------------------------------------------------------------------------------------------ correlations
@@ -239,12 +258,16 @@ def plackett_luce_prob(scores, order) -> float:
     return float(np.exp(np.sum(s - tail)))
 
 
+@functools.lru_cache(maxsize=16)
 def pair_index(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The C(k, 2) pairs (i, j), i < j, of rank positions: in a ranked group position i beat position j."""
+    """The C(k, 2) pairs (i, j), i < j, of rank positions: in a ranked group position i beat position j.
+    Made once per k (read-only arrays): the reward model's loss asks for them at every step."""
     if k < 2:
         raise ValueError(f"a comparison needs k >= 2 completions, got {k}")
     ij = np.array(list(itertools.combinations(range(k), 2)), dtype=np.int64)
-    return ij[:, 0], ij[:, 1]
+    i, j = ij[:, 0].copy(), ij[:, 1].copy()
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 # ------------------------------------------------------------------------------------------ data

@@ -34,13 +34,13 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2, b2, V, prefix, inv_temp, bos, pad,
     n = hi - lo
     R = ROW_BLOCK
     cap = max(1, n * T)
-    rows = np.empty(n, dtype=np.int64)
+    rows = np.empty(cap, dtype=np.int64)          # [:n] used; cap long so that it sizes the hash table
     of_row = np.empty(n, dtype=np.int64)
     Xm = np.empty((cap, k), dtype=np.int64)
     Hm = np.empty((cap, h))
     lps = np.empty((cap, Vo))
     ent = np.empty(cap)
-    table = _hash_table(ent)
+    table = _hash_table(rows)                    # int64, as _distinct_rows': one compiled signature
     win = np.empty(k, dtype=np.int64)
     count = np.zeros(1, dtype=np.int64)
     fb = np.empty(R * h)

@@ -22,7 +22,7 @@ TASKS = ("pref", "arith")
 STEPS = 30
 # arrays that carry the run's state; config / model_config are descriptions and may gain fields
 STATE_KEYS_SKIPPED = ("config", "model_config")
-# NumPy picks its exp / log / sum kernels by the CPU at import: on an AVX-512 machine (X86_V4) they round a few
+# NumPy picks its exp / log / expm1 / log1p kernels by the CPU at import: on an AVX-512 machine (X86_V4) they round a few
 # results differently from the AVX2 ones (X86_V3) the files were recorded with (measured: a GRPO loss 2.9049643972158597e-05
 # against ...387 on a Zen 4). Capping NumPy's dispatch at X86_V3 makes the comparison the same on every x86-64 machine
 # with AVX2; naming a feature the CPU lacks is harmless.

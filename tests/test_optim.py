@@ -74,3 +74,13 @@ def test_adam_rejects_a_parameter_vector_of_the_wrong_shape():
     import pytest
     with pytest.raises(ValueError):
         Adam(3).step(np.zeros(4), np.zeros(4))
+
+
+def test_adam_step_reports_whether_every_parameter_is_finite_afterwards():
+    # the trainer's divergence check reads this instead of scanning the vector again
+    p, opt = np.array([1.0, -2.0, 3.0]), Adam(3, lr=0.1)
+    assert opt.step(p, np.array([0.5, 0.0, -1.0])) is True
+    assert opt.step(p, np.array([np.nan, 0.0, 1.0])) is False
+    q = np.array([1.0, np.inf])
+    assert Adam(2).step(q, np.zeros(2)) is False
+    assert Adam(1, lr=1e308).step(np.array([-1e308]), np.array([1.0])) is False   # overflows to -inf

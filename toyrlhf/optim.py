@@ -57,8 +57,9 @@ class Adam:
         self.v = np.zeros(self.n_params)
         self.t = 0
 
-    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
-        """Update `params` (a contiguous float64 vector) in place, descending `grad`."""
+    def step(self, params: np.ndarray, grad: np.ndarray) -> bool:
+        """Update `params` (a contiguous float64 vector) in place, descending `grad`. Returns whether every
+        parameter is finite afterwards (read in the update's own pass: a trainer's divergence check for free)."""
         if params.shape != (self.n_params,) or grad.shape != (self.n_params,):
             raise ValueError(f"Adam expects params and grad of shape ({self.n_params},), "
                              f"got {params.shape} and {grad.shape}")
@@ -66,9 +67,9 @@ class Adam:
             raise ValueError("Adam updates a contiguous float64 parameter vector in place")
         self.t += 1
         # a fused kernel: the NumPy form allocated ten temporaries per step, 0.2 ms at 16k parameters (PPO: 32 steps)
-        kernels._adam_update(params, np.ascontiguousarray(grad, dtype=np.float64), self.m, self.v, float(self.lr),
-                             float(self.beta1), float(self.beta2), float(self.eps),
-                             1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t)
+        return bool(kernels._adam_update(params, np.ascontiguousarray(grad, dtype=np.float64), self.m, self.v,
+                                         float(self.lr), float(self.beta1), float(self.beta2), float(self.eps),
+                                         1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t))
 
     def state(self) -> dict[str, np.ndarray]:
         return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}

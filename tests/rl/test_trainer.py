@@ -149,3 +149,29 @@ def test_critic_starts_as_the_reward_models_normalised_reading_of_the_text_so_fa
         prefix_mask = s.mask[rows].copy()
         prefix_mask[:, t:] = False
         np.testing.assert_allclose(values[rows, t], rm.score(s.tokens[rows], prefix_mask), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("opt, quantity", [("opt", "parameters"), ("critic_opt", "value model parameters")])
+def test_an_update_that_makes_a_parameter_non_finite_stops_the_step_it_happens_in(small_cache, opt, quantity):
+    # Adam reports the updated parameters' finiteness (instead of the trainer scanning them again); an infinite
+    # learning rate makes them non-finite at the first update, before any loss or gradient sees them
+    from toyrlhf.runs import NumericalError
+    cfg = small_config("ppo")
+    tr = Trainer(cfg, build_models(cfg))
+    tr.step()
+    getattr(tr, opt).lr = np.inf
+    with pytest.raises(NumericalError, match=f"^non-finite {quantity} at step 2$"):
+        tr.step()
+
+
+def test_minibatches_are_whole_groups_in_array_split_sizes(small_cache):
+    # the rows of each epoch's permuted groups, cut as np.array_split cuts the groups (first n % k one larger)
+    cfg = small_config("ppo", prompts_per_step=7, epochs=2, minibatches=3)
+    tr = Trainer(cfg, build_models(cfg))
+    ro, _ = tr.collect()
+    G, rng = ro.group_size, np.random.default_rng(5)
+    tr.rng = np.random.default_rng(5)
+    got = tr.minibatches(ro)
+    want = [(g[:, None] * G + np.arange(G)).ravel() for _ in range(2) for g in np.array_split(rng.permutation(7), 3)]
+    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert [len(r) // G for r in got] == [3, 2, 2, 3, 2, 2]

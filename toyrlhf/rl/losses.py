@@ -50,6 +50,12 @@ def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _clip(x, lo, hi):
+    """np.clip(x, lo, hi) for float bounds, as its two ufuncs: the same numbers without np.clip's Python wrapper,
+    which cost more than the arithmetic on a minibatch's (32, 8) arrays (measured: 11 against 6 us)."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def _check_shapes(mask, *arrays) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
@@ -94,7 +100,7 @@ def _seq_mean_token_mean(mask, lengths, *, n_seqs=None, n_tokens=None, max_token
 @AGGREGATIONS.register("token-mean", paper="Yu et al. 2025 (DAPO) eq. 8, §3.3",
                        equation="(1 / sum_i |o_i|) sum_i sum_t l_{i,t}")
 def _token_mean(mask, lengths, *, n_seqs=None, n_tokens=None, max_tokens=None):
-    n = float(mask.sum()) if n_tokens is None else float(n_tokens)
+    n = float(np.count_nonzero(mask)) if n_tokens is None else float(n_tokens)
     if n_tokens is not None and n_tokens <= 0:
         raise ValueError(f"n_tokens must be positive, got {n_tokens}")
     return np.full(mask.shape[0], _inv(n))
@@ -154,10 +160,10 @@ def aggregate(per_token, mask, mode: str, *, n_seqs=None, n_tokens=None, max_tok
     x = _f64(per_token)
     mask = _check_shapes(mask, x)
     row_weights = AGGREGATIONS.lookup(mode).fn
-    lengths = mask.sum(axis=1).astype(np.float64)
+    lengths = mask.sum(axis=1, dtype=np.float64)
     row_w = row_weights(mask, lengths, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
     weights = np.where(mask, row_w[:, None], 0.0)
-    value = float(np.sum(np.where(mask, x, 0.0) * weights))
+    value = float((np.where(mask, x, 0.0) * weights).sum())
     return value, weights
 
 
@@ -354,15 +360,15 @@ def value_loss(values, old_values, returns, mask, *, clip: float | None = 0.2, a
         clipped = np.zeros(mask.shape, dtype=bool)
     else:
         diff = np.where(mask, v - v_old, 0.0)
-        err_c = np.where(mask, v_old + np.clip(diff, -clip, clip) - ret, 0.0)
+        err_c = np.where(mask, v_old + _clip(diff, -clip, clip) - ret, 0.0)
         l1, l2 = 0.5 * err * err, 0.5 * err_c * err_c
         use_unclipped = l1 >= l2
         per = np.maximum(l1, l2)
         dper = np.where(use_unclipped, err, err_c * (np.abs(diff) < clip))
         clipped = mask & ~use_unclipped
     loss, weights = aggregate(per, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
-    n_tok = int(mask.sum())
-    stats = {"value_clip_fraction": float(clipped.sum() / n_tok) if n_tok else 0.0}
+    n_tok = np.count_nonzero(mask)
+    stats = {"value_clip_fraction": float(np.count_nonzero(clipped) / n_tok) if n_tok else 0.0}
     return loss, weights * dper, stats
 
 

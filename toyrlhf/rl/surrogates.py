@@ -11,7 +11,7 @@ import numpy as np
 from dataclasses import dataclass
 
 from ..registry import Registry
-from .losses import AGGREGATIONS, _check_shapes, _f64, _inv, _n_seqs, aggregate
+from .losses import AGGREGATIONS, _check_shapes, _clip, _f64, _inv, _n_seqs, aggregate
 
 __all__ = ["SURROGATES", "SurrogateSettings", "policy_loss", "clipped_token_surrogate", "gspo_sequence_surrogate",
            "dual_clip_surrogate", "ratio_cap_surrogate", "cispo_surrogate", "sapo_surrogate", "gmpo_surrogate"]
@@ -37,14 +37,14 @@ def _safe_ratio(log_ratio: np.ndarray, log_ratio_clip):
     if log_ratio_clip is None:
         ratio = np.exp(log_ratio)
         return ratio, ratio
-    ratio = np.exp(np.clip(log_ratio, -log_ratio_clip, log_ratio_clip))
+    ratio = np.exp(_clip(log_ratio, -log_ratio_clip, log_ratio_clip))
     return ratio, np.where(np.abs(log_ratio) < log_ratio_clip, ratio, 0.0)
 
 
 def _clipped_surrogate(ratio, adv, eps_low, eps_high):
     """min(rho A, clip(rho, 1-eps_low, 1+eps_high) A), and where the unclipped branch is the active one."""
     unclipped = ratio * adv
-    clipped = np.clip(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
+    clipped = _clip(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     use_unclipped = unclipped <= clipped
     return np.minimum(unclipped, clipped), use_unclipped
 
@@ -97,10 +97,10 @@ def policy_loss(logp, old_logp, advantages, mask, *, eps_low: float = 0.2, eps_h
     surrogate = SURROGATES.lookup(ratio).fn
     AGGREGATIONS.lookup(aggregation)
     log_ratio = np.where(mask, logp - old_logp, 0.0)
-    n_tok = int(mask.sum())
-    lr_used = log_ratio if log_ratio_clip is None else np.clip(log_ratio, -log_ratio_clip, log_ratio_clip)
-    tok_ratio, _ = _safe_ratio(log_ratio, log_ratio_clip)
-    approx_kl = float(np.sum(np.where(mask, (tok_ratio - 1.0) - lr_used, 0.0)) / n_tok) if n_tok else 0.0
+    n_tok = np.count_nonzero(mask)
+    lr_used = log_ratio if log_ratio_clip is None else _clip(log_ratio, -log_ratio_clip, log_ratio_clip)
+    tok_ratio = np.exp(lr_used)                                    # _safe_ratio's ratio (its gradient is not needed)
+    approx_kl = float(np.where(mask, (tok_ratio - 1.0) - lr_used, 0.0).sum() / n_tok) if n_tok else 0.0
     loss, grad, stats = surrogate(log_ratio, adv, mask, eps_low=eps_low, eps_high=eps_high, aggregation=aggregation,
                                   n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens,
                                   log_ratio_clip=log_ratio_clip, hp=hp or SurrogateSettings())
@@ -121,18 +121,11 @@ def clipped_token_surrogate(log_ratio, adv, mask, *, eps_low, eps_high, aggregat
                             max_tokens=None, log_ratio_clip=20.0, hp=None):
     """PPO's clipped surrogate on per-token ratios, aggregated over tokens (see ``policy_loss``)."""
     tok_ratio, dtok_ratio = _safe_ratio(log_ratio, log_ratio_clip)
-    n_tok = int(mask.sum())
     a = np.where(mask, adv, 0.0)
     obj, use_unclipped = _clipped_surrogate(tok_ratio, a, eps_low, eps_high)
     loss, weights = aggregate(-obj, mask, aggregation, n_seqs=n_seqs, n_tokens=n_tokens, max_tokens=max_tokens)
     grad = weights * np.where(use_unclipped, -a * dtok_ratio, 0.0)
-    clipped = mask & ~use_unclipped
-    stats = {
-        "clip_fraction": float(clipped.sum() / n_tok) if n_tok else 0.0,
-        "ratio_mean": float(tok_ratio[mask].mean()) if n_tok else 1.0,
-        "ratio_max": float(tok_ratio[mask].max()) if n_tok else 1.0,
-    }
-    return loss, grad, stats
+    return loss, grad, _token_stats(tok_ratio, mask, ~use_unclipped)
 
 
 @SURROGATES.register("sequence", paper="Zheng et al. 2025 (GSPO) eqs. 5-7", level="sequence",
@@ -163,12 +156,14 @@ def gspo_sequence_surrogate(log_ratio, adv, mask, *, eps_low, eps_high, aggregat
 
 
 def _token_stats(ratio, mask, removed) -> dict:
-    n_tok = int(mask.sum())
-    return {
-        "clip_fraction": float((mask & removed).sum() / n_tok) if n_tok else 0.0,
-        "ratio_mean": float(ratio[mask].mean()) if n_tok else 1.0,
-        "ratio_max": float(ratio[mask].max()) if n_tok else 1.0,
-    }
+    """clip_fraction (masked tokens whose gradient the surrogate removed), ratio_mean and ratio_max over the mask."""
+    n_tok = np.count_nonzero(mask)
+    if not n_tok:
+        return {"clip_fraction": 0.0, "ratio_mean": 1.0, "ratio_max": 1.0}
+    masked = ratio[mask]
+    return {"clip_fraction": float(np.count_nonzero(mask & removed) / n_tok),
+            "ratio_mean": float(masked.sum() / n_tok),                # = masked.mean(), without its Python layers
+            "ratio_max": float(masked.max())}
 
 
 def _lower_bounded(log_ratio, adv, mask, eps_low, eps_high, aggregation, n_seqs, n_tokens, max_tokens,

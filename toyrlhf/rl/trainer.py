@@ -15,6 +15,7 @@ Pseudocode of a step (each line is one method of ``Trainer``):
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -236,13 +237,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ updates
     def minibatches(self, ro: Rollout) -> list[np.ndarray]:
-        """Rows of each minibatch, epoch after epoch: a fresh permutation of the prompt groups per epoch."""
-        G = ro.group_size
+        """Rows of each minibatch, epoch after epoch: a fresh permutation of the prompt groups per epoch, cut into
+        runs of whole groups of np.array_split's sizes (the first n % k minibatches one group larger), as slices."""
+        G, n, k = ro.group_size, ro.n_groups, self.cfg.minibatches
+        cuts = [G * (i * (n // k) + min(i, n % k)) for i in range(k + 1)]
         out = []
         for _ in range(self.cfg.epochs):
-            order = self.rng.permutation(ro.n_groups)
-            for groups in np.array_split(order, self.cfg.minibatches):
-                out.append((groups[:, None] * G + np.arange(G)[None, :]).ravel())
+            rows = (self.rng.permutation(n)[:, None] * G + np.arange(G)).ravel()     # the permuted groups' rows
+            out += [rows[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
         return out
 
     def policy_update(self, ro: Rollout, tg: "Targets", schedule: list[np.ndarray], beta: float) -> dict:
@@ -253,7 +255,7 @@ class Trainer:
                     if cfg.token_mask == "entropy_top" else None)
         first = True
         for rows in schedule:
-            if not tg.loss_mask[rows].any():
+            if not _take(tg.loss_mask, rows).any():
                 continue
             # pi_theta == pi_old before the first update of a rollout: use the same numbers so the ratio is
             # exactly 1 (not 1 up to the round-off of a differently shaped matrix product).
@@ -261,8 +263,8 @@ class Trainer:
             first = False
             grad, gnorm = clip_grad_norm(grad, cfg.max_grad_norm)
             _check_finite(self.step_count + 1, loss=loss, gradient=gnorm)
-            self.opt.step(policy.flat, grad)
-            _check_finite(self.step_count + 1, parameters=policy.flat)
+            if not self.opt.step(policy.flat, grad):     # Adam reads the parameters' finiteness in its own pass
+                _check_finite(self.step_count + 1, parameters=policy.flat)
             for k, v in (("loss", loss), ("grad_norm", gnorm), ("clip_fraction", st["clip_fraction"]),
                          ("approx_kl", st["approx_kl"])):
                 stats[k].append(v)
@@ -287,8 +289,8 @@ class Trainer:
             for k in st_all:
                 if k in st:
                     st_all[k].append(st[k])
-        return loss_total, grad_total, {"clip_fraction": float(np.mean(st_all["clip_fraction"])),
-                                        "approx_kl": float(np.mean(st_all["approx_kl"])),
+        return loss_total, grad_total, {"clip_fraction": _mean(st_all["clip_fraction"]),
+                                        "approx_kl": _mean(st_all["approx_kl"]),
                                         "masked_token_fraction": st_all["masked_token_fraction"]}
 
     def minibatch_dlogp(self, ro: Rollout, tg: "Targets", rows: np.ndarray, beta: float, *,
@@ -332,14 +334,14 @@ class Trainer:
     def _micro_loss(self, ro, tg, rows, beta, old_is_current, keep_ent, counts):
         cfg, policy = self.cfg, self.models.policy
         agg = dict(aggregation=cfg.aggregation, max_tokens=self.task.max_new_tokens, **counts)
-        tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
-        logp, ent, cache = policy.logp_forward(tok, ro.mask[rows], cfg.temperature)
-        old = logp.copy() if old_is_current else ro.old_logp[rows]
-        adv, kl_cov_sel, extra = tg.adv[rows], None, {}
+        tok, lmask = _take(ro.tokens, rows), _take(tg.loss_mask, rows)
+        logp, ent, cache = policy.logp_forward(tok, _take(ro.mask, rows), cfg.temperature)
+        old = logp.copy() if old_is_current else _take(ro.old_logp, rows)
+        adv, kl_cov_sel, extra = _take(tg.adv, rows), None, {}
         if cfg.token_mask != "none":       # entropy_top / clip_cov / kl_cov (rl/token_masks.py)
             adv, kl_cov_sel, frac = token_masks.apply_token_mask(
                 cfg.token_mask, logp=logp, old_logp=old, adv=adv, mask=lmask,
-                keep_entropy=None if keep_ent is None else keep_ent[rows], rng=self.rng, eps_low=cfg.eps_low,
+                keep_entropy=None if keep_ent is None else _take(keep_ent, rows), rng=self.rng, eps_low=cfg.eps_low,
                 eps_high=cfg.eps_high, cov_ratio=cfg.cov_ratio, clip_cov_lb=cfg.clip_cov_lb,
                 clip_cov_ub=cfg.clip_cov_ub)
             extra["masked_token_fraction"] = frac
@@ -351,7 +353,7 @@ class Trainer:
             loss += kv
             dlogp = dlogp + dk
         if cfg.kl == "loss" and beta > 0:
-            kl_val, dkl = losses.kl_loss(logp, ro.ref_logp[rows], lmask, estimator=cfg.kl_estimator, **agg,
+            kl_val, dkl = losses.kl_loss(logp, _take(ro.ref_logp, rows), lmask, estimator=cfg.kl_estimator, **agg,
                                          old_logp=old if cfg.kl_ratio_correction else None)
             loss += beta * kl_val
             dlogp = dlogp + beta * dkl
@@ -367,16 +369,18 @@ class Trainer:
         cfg, critic = self.cfg, self.models.critic
         stats = {"value_loss": [], "value_clip_fraction": []}
         for rows in schedule:
-            tok, lmask = ro.tokens[rows], tg.loss_mask[rows]
+            tok, lmask = _take(ro.tokens, rows), _take(tg.loss_mask, rows)
             if not lmask.any():
                 continue
-            values, vcache = critic.value_forward(tok, ro.mask[rows])
-            vloss, dv, vst = losses.value_loss(values, tg.old_values[rows], tg.returns[rows], lmask,
+            values, vcache = critic.value_forward(tok, _take(ro.mask, rows))
+            vloss, dv, vst = losses.value_loss(values, _take(tg.old_values, rows), _take(tg.returns, rows), lmask,
                                                clip=cfg.value_clip)
-            vgrad, _ = clip_grad_norm(critic.value_backward(dv, vcache), cfg.max_grad_norm)
-            _check_finite(self.step_count + 1, value_loss=vloss, value_gradient=vgrad)
-            self.critic_opt.step(critic.flat, vgrad)
-            _check_finite(self.step_count + 1, value_model_parameters=critic.flat)
+            vgrad, vnorm = clip_grad_norm(critic.value_backward(dv, vcache), cfg.max_grad_norm)
+            # a finite norm means finite entries; an infinite one may be finite entries whose squares overflow
+            _check_finite(self.step_count + 1, value_loss=vloss,
+                          value_gradient=vnorm if math.isfinite(vnorm) else vgrad)
+            if not self.critic_opt.step(critic.flat, vgrad):
+                _check_finite(self.step_count + 1, value_model_parameters=critic.flat)
             stats["value_loss"].append(vloss)
             stats["value_clip_fraction"].append(vst.get("value_clip_fraction", 0.0))
         return stats
@@ -463,16 +467,28 @@ class Trainer:
         trainer_state.load_state(self, path)
 
 
+def _take(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """a[rows] for the integer rows of a minibatch, by ndarray.take: the same copy at a quarter of fancy indexing's
+    cost on a (128, 12) array (1.2 against 4.8 us, measured), which the updates pay about ten times a minibatch."""
+    return a.take(rows, axis=0)
+
+
 def _split(ro: Rollout, task):
     return ro.tokens[:, :task.prompt_len], ro.tokens[:, task.prompt_len:]
 
 
 def _mean(xs) -> float | None:
+    """The mean of a list (or 1-D array) of numbers, None if empty. One number is its own mean (x / 1 = x): returned
+    without NumPy's per-call cost, since the policy update asks for each minibatch's one-part means."""
+    if len(xs) == 1:
+        return float(xs[0])
     xs = np.asarray(xs, dtype=np.float64)
     return float(xs.mean()) if xs.size else None
 
 
 def _check_finite(step: int, **quantities) -> None:
+    """Raise NumericalError naming the first non-finite quantity (a float or an array) of this step."""
     for name, value in quantities.items():
-        if not np.all(np.isfinite(value)):
+        finite = math.isfinite(value) if isinstance(value, float) else np.all(np.isfinite(value))
+        if not finite:
             raise NumericalError(f"non-finite {name.replace('_', ' ')} at step {step}")

@@ -7,6 +7,10 @@ after a warm-up; the load average is printed, since the machine may be shared. P
 
     python benchmarks/bench_trainer.py                      # grpo and ppo
     python benchmarks/bench_trainer.py --algo ppo --algo rloo --steps 50
+    python benchmarks/bench_trainer.py --kernels              # also: the model calls' time inside numba kernels
+
+--kernels times every numba kernel call too (about 1 us of timing each), and splits the model calls' time into
+the kernels and the Python around them (argument checks, gathers, buffers, the memo's bookkeeping).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import time
 
 import numpy as np
 
+from toyrlhf import kernels
 from toyrlhf.config import preset_config
 from toyrlhf.model import TinyLM
 from toyrlhf.optim import Adam
@@ -26,29 +31,46 @@ MODEL_CALLS = ("sample", "logp_forward", "logp_backward", "value_forward", "valu
                "reward_backward")
 
 
-def instrument(clock: dict) -> None:
-    """Add the seconds spent in each of TinyLM's MODEL_CALLS and in Adam.step to clock[name] (outermost calls)."""
-    depth = [0]
+def instrument(clock: dict, kernel_calls: bool = False) -> None:
+    """Add the seconds spent in each of TinyLM's MODEL_CALLS and in Adam.step to clock[name] (outermost calls);
+    with kernel_calls, those spent in numba kernels (toyrlhf.kernels' dispatchers) called from inside the model's
+    calls to clock["model kernels"]."""
+    depth = {"calls": 0, "kernels": 0}
 
-    def wrap(cls, name, key):
-        fn = getattr(cls, name)
+    def wrap(owner, name, key, level):
+        fn = getattr(owner, name)
 
         def timed(*a, **k):
-            if depth[0]:
+            if depth[level] or (level == "kernels" and not depth["model"]):
                 return fn(*a, **k)
-            depth[0] += 1
+            depth[level] += 1
             t = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
                 clock[key] = clock.get(key, 0.0) + time.perf_counter() - t
-                depth[0] -= 1
+                depth[level] -= 1
 
-        setattr(cls, name, timed)
+        setattr(owner, name, timed)
 
+    def in_model(fn):
+        def marked(*a, **k):
+            depth["model"] += 1
+            try:
+                return fn(*a, **k)
+            finally:
+                depth["model"] -= 1
+        return marked
+
+    depth["model"] = 0
     for name in MODEL_CALLS:
-        wrap(TinyLM, name, name)
-    wrap(Adam, "step", "adam")
+        setattr(TinyLM, name, in_model(getattr(TinyLM, name)))
+        wrap(TinyLM, name, name, "calls")
+    wrap(Adam, "step", "adam", "calls")
+    if kernel_calls:
+        for name in dir(kernels):
+            if hasattr(getattr(kernels, name), "py_func"):          # a numba dispatcher
+                wrap(kernels, name, "model kernels", "kernels")
 
 
 def bench(algo: str, steps: int, reps: int, clock: dict) -> dict:
@@ -75,10 +97,11 @@ def main() -> None:
     ap.add_argument("--algo", action="append", help="presets (default: grpo and ppo)")
     ap.add_argument("--steps", type=int, default=100, help="steps per timed block")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--kernels", action="store_true", help="split the model calls' time: numba kernels / Python")
     args = ap.parse_args()
     algos = args.algo or ["grpo", "ppo"]
     clock: dict = {}
-    instrument(clock)
+    instrument(clock, args.kernels)
     res = {}
     for algo in algos:
         res[algo] = r = bench(algo, args.steps, args.reps, clock)
@@ -87,7 +110,12 @@ def main() -> None:
         print(f"{algo:10s} {r['median']:6.2f} ms/step (range {r['lo']:.2f}-{r['hi']:.2f}; load average "
               f"{os.getloadavg()[0]:.2f}); {r['updates']} policy updates{' + critic updates' if r['critic'] else ''}"
               f" a step: model {model:.2f} ms, Adam {r['parts'].get('adam', 0.0):.2f} ms, the rest {rest:.2f} ms")
-        print("           " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["parts"].items(), key=lambda kv: -kv[1])))
+        print("           " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["parts"].items(), key=lambda kv: -kv[1])
+                                        if k != "model kernels"))
+        if args.kernels:
+            inside = r["parts"].get("model kernels", 0.0)
+            print(f"           of the model calls' {model:.2f} ms: {inside:.2f} ms in numba kernels, "
+                  f"{model - inside:.2f} ms in the Python around them")
     if "grpo" in res:
         for algo in algos:
             if algo != "grpo":

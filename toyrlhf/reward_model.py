@@ -137,7 +137,9 @@ class RewardInputs:
             if not mask.any(axis=1).all():
                 raise ValueError("every sequence needs at least one completion token for the reward head")
             last = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)      # as reward_forward reads it
-            self.windows = model.contexts(tokens, np.arange(self.n), last)
+            # token ids in the smallest integer type: a step gathers 256 random rows, from 0.8 MB instead of
+            # 6.5 MB on pref (5-8% of a step under load, measured); the model widens its rows to int64 itself
+            self.windows = model.contexts(tokens, np.arange(self.n), last).astype(np.min_scalar_type(c.vocab_size))
             self._distinct, self._of_row = _distinct_rows(self.windows, c.vocab_size)
 
     def forward(self, model: TinyLM, rows: np.ndarray | None = None):

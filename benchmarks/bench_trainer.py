@@ -3,7 +3,9 @@ and where it goes: the model's calls (sampling, log-prob / value / reward forwar
 rest (the trainer's losses, advantages and bookkeeping). PPO against GRPO is issue 12's ratio.
 
 The stage cache is $TOYRLHF_CACHE_DIR (built if missing). Medians and ranges of --reps blocks of --steps steps,
-after a warm-up; the load average is printed, since the machine may be shared. Prints; asserts nothing.
+after a warm-up; the load average is printed, since the machine may be shared, and so is the median CPU time per
+step (the process's, its pool threads' included), which a busy machine disturbs less than the wall time.
+Prints; asserts nothing.
 
     python benchmarks/bench_trainer.py                      # grpo and ppo
     python benchmarks/bench_trainer.py --algo ppo --algo rloo --steps 50
@@ -79,16 +81,18 @@ def bench(algo: str, steps: int, reps: int, clock: dict) -> dict:
     with blas_single_thread():
         for _ in range(10):
             tr.step()
-        blocks, parts = [], []
+        blocks, cpu, parts = [], [], []
         for _ in range(reps):
             clock.clear()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 tr.step()
             blocks.append(1e3 * (time.perf_counter() - t) / steps)
+            cpu.append(1e3 * (time.process_time() - c) / steps)
             parts.append({k: 1e3 * v / steps for k, v in clock.items()})
     i = int(np.argsort(blocks)[len(blocks) // 2])
     return dict(median=float(np.median(blocks)), lo=min(blocks), hi=max(blocks), parts=parts[i],
+                cpu=float(np.median(cpu)),
                 updates=cfg.epochs * cfg.minibatches, critic=cfg.uses_critic)
 
 
@@ -107,7 +111,7 @@ def main() -> None:
         res[algo] = r = bench(algo, args.steps, args.reps, clock)
         model = sum(v for k, v in r["parts"].items() if k in MODEL_CALLS)
         rest = r["median"] - model - r["parts"].get("adam", 0.0)
-        print(f"{algo:10s} {r['median']:6.2f} ms/step (range {r['lo']:.2f}-{r['hi']:.2f}; load average "
+        print(f"{algo:10s} {r['median']:6.2f} ms/step (range {r['lo']:.2f}-{r['hi']:.2f}; CPU {r['cpu']:.2f}; load "
               f"{os.getloadavg()[0]:.2f}); {r['updates']} policy updates{' + critic updates' if r['critic'] else ''}"
               f" a step: model {model:.2f} ms, Adam {r['parts'].get('adam', 0.0):.2f} ms, the rest {rest:.2f} ms")
         print("           " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["parts"].items(), key=lambda kv: -kv[1])
@@ -119,7 +123,8 @@ def main() -> None:
     if "grpo" in res:
         for algo in algos:
             if algo != "grpo":
-                print(f"{algo} / grpo wall time per step: {res[algo]['median'] / res['grpo']['median']:.2f}x")
+                print(f"{algo} / grpo wall time per step: {res[algo]['median'] / res['grpo']['median']:.2f}x "
+                      f"(CPU time: {res[algo]['cpu'] / res['grpo']['cpu']:.2f}x)")
 
 
 if __name__ == "__main__":

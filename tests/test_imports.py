@@ -5,7 +5,7 @@ Layers (a module may import its own layer or a lower one; `test_every_module_has
 one):
 
     0 base     errors, tokens, registry, kernels/ (the only numba user), the package itself
-    1 model    model, model_fast, optim
+    1 model    model, model_fast, model_memo, optim
     2 math     tasks, preferences, settings, config(s), runs, checkpoints, plotting, rl/advantages, rl/losses,
                rl/algorithms (the presets' data), rl/rollout
     3 engines  exact/, stages, reward_model, rl/trainer, rl/run, rl/exact_metrics, check/
@@ -36,7 +36,7 @@ SOURCES = {"toyrlhf": ROOT / "toyrlhf", "toyrlhf.cli": ROOT / "cli"}   # setup.c
 LAYERS = {
     0: ["toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels", "toyrlhf.kernels.*",
         "toyrlhf.locks", "toyrlhf.threads"],
-    1: ["toyrlhf.model", "toyrlhf.model_fast", "toyrlhf.optim"],
+    1: ["toyrlhf.model", "toyrlhf.model_fast", "toyrlhf.model_memo", "toyrlhf.optim"],
     2: ["toyrlhf.tasks", "toyrlhf.tasks.*", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.config_checks", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.plotting.*", "toyrlhf.rl", "toyrlhf.rl.advantages",
         "toyrlhf.rl.advantages_baselines", "toyrlhf.rl.losses", "toyrlhf.rl.rollout_correction", "toyrlhf.rl.surrogates", "toyrlhf.rl.algorithms",
@@ -52,7 +52,7 @@ LAYERS = {
 }
 
 ENGINE_MAY_IMPORT = {"toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels",
-                     "toyrlhf.model", "toyrlhf.model_fast",
+                     "toyrlhf.model", "toyrlhf.model_fast", "toyrlhf.model_memo",
                      "toyrlhf.rl", "toyrlhf.rl.advantages", "toyrlhf.rl.advantages_baselines",
                      "toyrlhf.rl.losses", "toyrlhf.rl.rollout_correction"}
 """What `import toyrlhf.exact...` may load (directly or not), besides the engine's own modules."""

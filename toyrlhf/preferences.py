@@ -117,6 +117,15 @@ def accuracy(score_diff) -> float:
     return float(np.mean((d > 0) + 0.5 * (d == 0)))
 
 
+def group_se(per_pair: np.ndarray, n_groups: int) -> float:
+    """Standard error, over the sampling of the groups, of the mean of a per-pair figure: the groups are i.i.d.,
+    the C(k,2) pairs inside one group are not, so the spread is taken over group means."""
+    if n_groups < 2:
+        return float("nan")
+    g = np.asarray(per_pair, dtype=np.float64).reshape(n_groups, -1).mean(axis=1)
+    return float(g.std(ddof=1) / np.sqrt(n_groups))
+
+
 def gold_order_accuracy(score_diff, delta_gold) -> tuple[float, int]:
     """Agreement of the scorer with the noiseless gold ordering: over pairs with Delta* != 0 (gold ties have no
     order), the fraction with sign(s_a - s_b) = sign(Delta*), a score tie counting 1/2. Returns (fraction, pairs)."""

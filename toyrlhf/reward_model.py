@@ -91,14 +91,10 @@ def group_bt_loss(r, margin: float = 0.0) -> tuple[float, np.ndarray]:
     i, j = prefs.pair_index(k)
     loss, dw, dl = bt_loss(r[:, i], r[:, j], margin)        # (n, C)
     scale = 1.0 / (n * comb(k, 2))
-    dw *= scale
-    dl *= scale
     dr = np.zeros_like(r)
-    # pair by pair, winners first: the additions np.add.at made, in its order (it cost 25 us per RM step)
-    for c in range(i.size):
-        dr[:, i[c]] += dw[:, c]
-    for c in range(j.size):
-        dr[:, j[c]] += dl[:, c]
+    for pos, d in ((i, dw), (j, dl)):       # np.add.at's additions in its order, winners first (it cost 25 us)
+        for c in range(pos.size):
+            dr[:, pos[c]] += d[:, c] * scale
     return float(loss.sum() * scale), dr
 
 
@@ -137,8 +133,7 @@ class RewardInputs:
             if not mask.any(axis=1).all():
                 raise ValueError("every sequence needs at least one completion token for the reward head")
             last = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)      # as reward_forward reads it
-            # token ids in the smallest integer type: a step gathers 256 random rows, from 0.8 MB instead of
-            # 6.5 MB on pref (5-8% of a step under load, measured); the model widens its rows to int64 itself
+            # ids in the smallest integer type: a step's 256 random rows come from 0.8 MB, not 6.5 MB (pref)
             self.windows = model.contexts(tokens, np.arange(self.n), last).astype(np.min_scalar_type(c.vocab_size))
             self._distinct, self._of_row = _distinct_rows(self.windows, c.vocab_size)
 
@@ -168,21 +163,22 @@ class RewardInputs:
         """(B,) raw rewards of every sequence, each distinct window through the trunk once, CHUNK at a time."""
         if self.windows is None:
             return raw_scores(model, self.tokens, self.mask)
-        X = self._distinct
-        r = [_window_forward(model, X[a:a + CHUNK])[0] for a in range(0, X.shape[0], CHUNK)]
-        return np.concatenate(r)[self._of_row]
+        return _chunked(lambda sl: _window_forward(model, self._distinct[sl])[0], len(self._distinct))[self._of_row]
 
 
 CHUNK = 4096
-"""Sequences scored per call when scoring many: a row's reward depends on that row alone, so chunks change no
-bit, and their features (4 MB) stay in reused memory, where 270k enumerated completions at once took 277 MB
-of fresh pages (measured: 130-440 ms against 100-140 ms in chunks)."""
+"""Sequences scored per call when scoring many: rows are independent, so no bit changes, and the features stay in
+reused memory (270k enumerated completions at once: 277 MB of fresh pages, 130-440 ms against 100-140 ms)."""
 
 
 def raw_scores(model: TinyLM, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(B,) `model.reward_forward(tokens, mask)` rewards, CHUNK sequences at a time."""
-    r = [model.reward_forward(tokens[a:a + CHUNK], mask[a:a + CHUNK])[0] for a in range(0, tokens.shape[0], CHUNK)]
-    return np.concatenate(r) if r else model.reward_forward(tokens, mask)[0]
+    return _chunked(lambda sl: model.reward_forward(tokens[sl], mask[sl])[0], len(tokens))
+
+
+def _chunked(f: Callable, n: int) -> np.ndarray:
+    """f(sl) over the slices of CHUNK rows covering 0..n, concatenated (n = 0: f of one empty slice)."""
+    return np.concatenate([f(slice(a, a + CHUNK)) for a in range(0, max(n, 1), CHUNK)])
 
 
 def _distinct_rows(X: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,14 +194,12 @@ def _distinct_rows(X: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _window_forward(model: TinyLM, X: np.ndarray):
-    """reward_forward's 'last' pooling on its windows X (B, context): r_b = H(X_b) @ wr + br, and its cache.
-    One kernel pass gives the features and the head's dot products (the trunk, then the head, cost one more
-    distinct-window search and one more kernel call per step)."""
+    """reward_forward's 'last' pooling on its windows X (B, context): r_b = H(X_b) @ wr + br, and its cache
+    (features and head in one kernel pass: the trunk, then the head, took one more distinct-window search)."""
     tcache, _, s = model._fast_forward(X, w="wr")
     # 0.0 + s: what reward_forward's bincount pooling adds (a -0.0 becomes 0.0), so the rewards are its numbers
     r = (0.0 + s[tcache.of_row]) + model.params["br"][0]
-    B = X.shape[0]
-    return r, (np.arange(B), np.ones(B), tcache.H, tcache)
+    return r, (np.arange(len(X)), np.ones(len(X)), tcache.H, tcache)
 
 
 # ------------------------------------------------------------------------------------------ the model
@@ -291,20 +285,11 @@ def evaluate(model: TinyLM, data: prefs.Preferences, margin: float = 0.0, inputs
     p = prefs.agreement_prob(diff, dgold, data.tau)
     return {"loss": loss, "accuracy": acc, "accuracy_se": float(np.sqrt(np.sum(p * (1 - p))) / p.size),
             "expected_accuracy": float(np.mean(p)),
-            "expected_accuracy_se": _group_se(p, data.n),
+            "expected_accuracy_se": prefs.group_se(p, data.n),
             "bayes_accuracy": prefs.bayes_accuracy(dgold, data.tau),
-            "bayes_accuracy_se": _group_se(prefs.pref_prob(np.abs(dgold), data.tau), data.n),
+            "bayes_accuracy_se": prefs.group_se(prefs.pref_prob(np.abs(dgold), data.tau), data.n),
             "bayes_loss": prefs.bayes_nll(dgold, data.tau),
             "gold_order_accuracy": order, "gold_ordered_pairs": n_ordered, "scores": r}
-
-
-def _group_se(per_pair: np.ndarray, n_groups: int) -> float:
-    """Standard error, over the sampling of the groups, of the mean of a per-pair figure: the groups are i.i.d.,
-    the C(k,2) pairs inside one group are not, so the spread is taken over group means."""
-    if n_groups < 2:
-        return float("nan")
-    g = np.asarray(per_pair, dtype=np.float64).reshape(n_groups, -1).mean(axis=1)
-    return float(g.std(ddof=1) / np.sqrt(n_groups))
 
 
 def normalisation(model: TinyLM, policy: TinyLM, task: Task, n: int, rng: np.random.Generator,
@@ -363,8 +348,8 @@ def train_reward_model(sft_model: TinyLM, task: Task, cfg: RMConfig, seed: int,
 
 def _fit(model: TinyLM, train: prefs.Preferences, heldout: prefs.Preferences, cfg: RMConfig,
          rng: np.random.Generator, progress: Callable | None) -> RewardInputs:
-    """cfg.steps AdamW steps on minibatches of cfg.batch_size groups drawn with replacement from `train`.
-    Returns the training groups' RewardInputs (for the summary's evaluation)."""
+    """cfg.steps AdamW steps on minibatches of cfg.batch_size groups drawn with replacement from `train`; returns
+    the training groups' RewardInputs."""
     inputs = RewardInputs(model, *train.joined())
     ho_inputs = RewardInputs(model, *heldout.joined()) if progress else None
     rows = np.arange(train.n * train.k).reshape(train.n, train.k)      # group g's sequences, best first

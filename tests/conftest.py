@@ -3,6 +3,7 @@ source tree is not on sys.path and `toyrlhf.cli`, mapped from cli/ at install ti
 import os
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 import pytest
@@ -61,3 +62,21 @@ def run_cli(args, *, cwd, env_extra=None, timeout=600, input=None):
     env = {**os.environ, "MPLBACKEND": "Agg", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "toyrlhf", *map(str, args)], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=timeout, input=input)
+
+
+def invoke_cli(argv, capsys) -> tuple[int, str, str]:
+    """`toyrlhf ARGV` in this process through `toyrlhf.cli.main.main`: (exit code, stdout, stderr). An exception that
+    would reach `python -m toyrlhf` (a traceback, exit 1) fails the test. Cheaper than run_cli by the interpreter's
+    start and imports (1-2 s a call); the process exit code itself is tested on real subprocesses elsewhere."""
+    from toyrlhf.cli.main import main
+    argv = [str(a) for a in argv]
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: BLE001 - a traceback, exit 1, from `python -m toyrlhf`
+        capsys.readouterr()
+        pytest.fail(f"internal error for toyrlhf {' '.join(argv)!r}:\n{traceback.format_exc()}")
+    out, err = capsys.readouterr()
+    return code, out, err

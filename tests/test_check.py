@@ -2,12 +2,9 @@
 verdicts name the known biases, and wrong input is a one-line error."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
+from conftest import invoke_cli
 from toyrlhf import check, stages
 from toyrlhf.cli.commands_exact import format_table
 
@@ -46,16 +43,12 @@ def test_check_rows_agree_with_monte_carlo_and_name_the_known_biases(cache_dir):
     assert len([ln for ln in lines if ln.startswith(starts)]) == len(rep.rows)
 
 
-def toyrlhf_cli(*args, env_extra=None):
-    return subprocess.run([sys.executable, "-m", "toyrlhf", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env_extra or {})})
-
-
 @pytest.mark.parametrize("args,fragment", [(["--task", "nope"], "unknown task 'nope'"),
                                            (["--samples", "1"], "--samples must be at least 2"),
                                            (["--seed", "-1"], "-1 is not in the range x>=0")])
-def test_check_wrong_input_is_one_line_exit_2(args, fragment, tmp_path):
-    proc = toyrlhf_cli("check", *args, env_extra={"TOYRLHF_CACHE_DIR": str(tmp_path)})
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in proc.stderr
+def test_check_wrong_input_is_one_line_exit_2(args, fragment, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TOYRLHF_CACHE_DIR", str(tmp_path))
+    code, _, err = invoke_cli(["check", *args], capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err

@@ -14,13 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import invoke_cli, run_cli
 from toyrlhf.config import RLConfig, preset_config
 from toyrlhf.errors import UserError
 
@@ -29,23 +28,8 @@ UPSTREAM = ["--set", "prompts_per_step=4", "--set", "group_size=4", "--set", "pr
             "--set", "rm.pairs=200", "--set", "rm.norm_samples=256"]
 
 
-def invoke(argv, capsys) -> tuple[int, str, str]:
-    from toyrlhf.cli.main import main
-    argv = [str(a) for a in argv]
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    except BaseException:  # noqa: BLE001 - a traceback, exit 1, from `python -m toyrlhf`
-        capsys.readouterr()
-        pytest.fail(f"internal error for toyrlhf {' '.join(argv)!r}:\n{traceback.format_exc()}")
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def one_line(argv, capsys, code=2) -> str:
-    got, out, err = invoke(argv, capsys)
+    got, out, err = invoke_cli(argv, capsys)
     assert got == code, f"exit {got} for {argv}: {err!r}"
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("toyrlhf: error: "), err
@@ -489,7 +473,7 @@ def test_fuzzed_settings_are_exit_0_or_2_with_one_line_never_a_traceback(sets, a
         args += ["--config", d / "c.toml"]
     else:
         args += [a for k, v in sets for a in ("--set", f"{k}={v}")]
-    code, out, err = invoke(args, capsys)
+    code, out, err = invoke_cli(args, capsys)
     FUZZ_SEEN["inputs"] += 1
     FUZZ_SEEN["exit"][code] = FUZZ_SEEN["exit"].get(code, 0) + 1
     assert code in (0, 2, 3), (args, err)

@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import invoke_cli
 from toyrlhf.errors import UserError
 from toyrlhf.config import preset_config
 from toyrlhf.runs import Interrupted, load_npz
@@ -247,11 +248,8 @@ def test_log_softmax_and_sigmoid_are_stable_for_extreme_logits():
 
 
 def _one_error_line(capsys, argv, code):
-    from toyrlhf.cli.main import main
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert e.value.code == code, (e.value.code, err)
+    got, _, err = invoke_cli(argv, capsys)
+    assert got == code, (got, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]

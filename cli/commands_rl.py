@@ -18,7 +18,7 @@ from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.runs import INITIAL_STEPS, final_window, prepare_run_dir, removed_on_failure
 from toyrlhf.tasks import DEFAULT_TASK, TASKS
 
-from .common import counted, echo_summary, progress_bar, set_option
+from .common import counted, echo_summary, progress_bar, set_option, whole_process
 
 if TYPE_CHECKING:      # the annotations only: the config module is imported inside the commands (fast start)
     from toyrlhf.config import RLConfig
@@ -108,7 +108,22 @@ def run_cmd(algo, task, steps, seed, out, config_file, overrides, exact, resume,
     with contextlib.ExitStack() as stack:
         cfg, run_dir, exact = _prepare(stack, algo, task, steps, seed, out, config_file, overrides, exact, resume,
                                        overwrite)
-        summary = _train(cfg, run_dir, resume, exact)
+        helper = stack.enter_context(_curves_helper())   # ended before the folder's lock is released
+        _train(cfg, run_dir, resume, exact, helper)
+
+
+def _curves_helper():
+    """A plotting.helper.CurvesHelper that imports matplotlib while the run trains, when `toyrlhf` is the whole
+    process (it exits after the run, and nothing in it has drawn yet); else a null context: main(argv) called from
+    Python (tests, notebooks) draws in its own process, where matplotlib may already be imported."""
+    if not whole_process():
+        return contextlib.nullcontext()
+    from toyrlhf.plotting.helper import CurvesHelper
+    return CurvesHelper()
+
+
+def _echo_run_summary(cfg, run_dir, summary: dict) -> None:
+    """The run's summary: models in memory, each figure's initial -> final means, wall time per step."""
     rows = [("models in memory", ", ".join(f"{k} {v:,}" for k, v in summary["models"].items()))]
     for key, label_ in (("reward", "reward (optimised)"), ("gold_reward", "gold reward"), ("kl", "KL to reference"),
                         ("response_length", "response length"), ("explained_variance", "explained variance"),
@@ -157,15 +172,22 @@ def _prepare(stack, algo, task, steps, seed, out, config_file, overrides, exact,
     return cfg, run_dir, exact or (resume is not None and cfg.exact_every > 0)
 
 
-def _train(cfg, run_dir, resume, exact) -> dict:
-    label = f"{cfg.algo} on {cfg.task}"
-    with progress_bar(cfg.pretrain.steps + cfg.sft.steps + cfg.rm.steps, "upstream models (cached after)",
-                      ("loss",)) as build_bar:
-        build_progress = counted(build_bar)
-        with progress_bar(cfg.steps, label, ("reward", "gold_reward", "kl")) as bar:
-            # Interrupted (exit 130) and NumericalError (exit 3) are reported by toyrlhf.cli.main
-            return train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=build_progress,
-                         exact=exact)
+def _train(cfg, run_dir, resume, exact, helper=None) -> dict:
+    """The run under its progress bars. The summary is printed as soon as summary.json is written, the bars closed
+    first, before curves.png is drawn (still under the folder's lock: no other toyrlhf process sees the run
+    without it)."""
+    with contextlib.ExitStack() as bars:
+        build_bar = bars.enter_context(progress_bar(cfg.pretrain.steps + cfg.sft.steps + cfg.rm.steps,
+                                                    "upstream models (cached after)", ("loss",)))
+        bar = bars.enter_context(progress_bar(cfg.steps, f"{cfg.algo} on {cfg.task}",
+                                              ("reward", "gold_reward", "kl")))
+
+        def on_summary(summary: dict) -> None:
+            bars.close()     # their last lines, then the summary
+            _echo_run_summary(cfg, run_dir, summary)
+        # Interrupted (exit 130) and NumericalError (exit 3) are reported by toyrlhf.cli.main
+        return train(cfg, run_dir, progress=bar, resume=bool(resume), build_progress=counted(build_bar),
+                     exact=exact, on_summary=on_summary, curves=helper.draw if helper is not None else None)
 
 
 KNOB_REGISTRIES = {"advantage": ADVANTAGE_ESTIMATORS, "ratio": SURROGATES, "aggregation": AGGREGATIONS,

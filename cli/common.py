@@ -295,6 +295,14 @@ def echo_summary(title: str, rows: list[tuple[str, object]]) -> None:
             click.echo(f"  {k:<{width}}  {v}")
 
 
+def whole_process() -> bool:
+    """Is this command the whole process: `toyrlhf ...` or `python -m toyrlhf ...` (main() reading sys.argv), not
+    main(argv) or a click runner called from Python? Only such a process starts helper processes for itself."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return isinstance(obj, dict) and obj.get("whole_process") is True
+
+
 def set_option(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                         help="Override any config setting (repeatable), e.g. --set lr=1e-3; `toyrlhf settings` "

@@ -362,3 +362,35 @@ def test_stage_curves_draw_loss_against_the_held_out_loss_and_the_floor_of_each_
     assert fig._suptitle.get_text() == "reward model, sequence head on pref · seed 0 · 20 steps · 9 training pairs"
     for run in (pt.path, rm.path):                        # plot_run_curves reads summary.json itself
         assert plotting.plot_run_curves(run, run / "curves.png").read_bytes().startswith(PNG)
+
+
+# ------------------------------------------------------------------------------------------ issue 12: the helper
+def test_the_curves_helper_draws_the_same_png_as_this_process(tmp_path):
+    """`toyrlhf run`'s helper process writes byte for byte the curves.png this process would."""
+    from toyrlhf.plotting.helper import CurvesHelper
+    run = make_run(tmp_path, "ppo", critic=True)
+    with CurvesHelper() as helper:
+        assert helper.draw(run, tmp_path / "helper.png") == tmp_path / "helper.png"
+    here = plotting.plot_run_curves(run, tmp_path / "here.png")
+    assert (tmp_path / "helper.png").read_bytes() == here.read_bytes()
+
+
+def test_the_curves_helper_reports_an_unwritable_folder_as_the_same_user_error(tmp_path):
+    from toyrlhf.plotting.helper import CurvesHelper
+    run = make_run(tmp_path)
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "curves.png"
+    with pytest.raises(UserError) as here:
+        plotting.plot_run_curves(run, out)
+    with CurvesHelper() as helper, pytest.raises(UserError) as there:
+        helper.draw(run, out)
+    assert str(there.value) == str(here.value)
+
+
+def test_a_helper_that_died_leaves_the_drawing_to_this_process(tmp_path):
+    from toyrlhf.plotting.helper import CurvesHelper
+    run = make_run(tmp_path)
+    with CurvesHelper() as helper:
+        helper.proc.kill()
+        helper.proc.wait()
+        assert helper.draw(run, tmp_path / "c.png").read_bytes().startswith(PNG)

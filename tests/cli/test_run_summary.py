@@ -31,3 +31,15 @@ def test_summary_with_no_initial_exact_figure_prints_na(cache_dir, tmp_path, cap
     assert "n/a ->" in line
     # the initial and final figures are means over windows of steps, and the summary says which
     assert "(initial -> final)  means over steps 1-10 -> over the last 2 steps" in text, text
+
+
+def test_the_summary_is_printed_before_curves_png_is_drawn(cache_dir, tmp_path, capsys, monkeypatch):
+    """Drawing curves.png is the longest thing after the last step: the summary is on stdout before it starts, and
+    the figure is still drawn before the command returns."""
+    from toyrlhf.cli.main import main
+    printed = []
+    monkeypatch.setattr(toyrlhf.rl.run, "plot_run_curves",
+                        lambda run_dir, out: printed.append(capsys.readouterr().out) or out.write_bytes(b"png"))
+    main(["run", "grpo", "--steps", "2", *UPSTREAM, "--out", str(tmp_path / "run")])
+    assert len(printed) == 1 and "wall time" in printed[0], printed
+    assert (tmp_path / "run" / "curves.png").read_bytes() == b"png"

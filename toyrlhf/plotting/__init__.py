@@ -7,10 +7,10 @@
     table_markdown(rows), table_csv(rows)
 
 One job per module: style (look, colours, saving), stats (smoothing, bootstrap, t-interval), run_data (run folders
-as data), curves, frontier, tables, check_figure. Matplotlib is used through `Figure` objects and the Agg canvas only
-(no pyplot): nothing global is left behind, and it works in worker processes without a display. The output format
-follows the file extension (.png, .svg, .pdf); files are written atomically and deterministically (fixed bootstrap
-seed, no dates in SVG/PDF metadata).
+as data), curves, frontier, tables, check_figure, helper (the process `toyrlhf run` has draw its curves.png).
+Matplotlib is used through `Figure` objects and the Agg canvas only (no pyplot): nothing global is left behind, and
+it works in worker processes without a display. The output format follows the file extension (.png, .svg, .pdf);
+files are written atomically and deterministically (fixed bootstrap seed, no dates in SVG/PDF metadata).
 """
 from __future__ import annotations
 

@@ -43,8 +43,12 @@ def models_summary(trainer: Trainer) -> list[tuple[str, int]]:
 
 @single_threaded_blas
 def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, resume: bool = False,
-          build_progress: Callable | None = None, exact: bool = False) -> dict:
+          build_progress: Callable | None = None, exact: bool = False,
+          on_summary: Callable[[dict], None] | None = None, curves: Callable | None = None) -> dict:
     """Run (or resume) an RL run in `run_dir`. Returns the summary; raises Interrupted / NumericalError.
+    `on_summary(summary)` is called once summary.json is written and before curves.png is drawn, which takes
+    longer than everything else after the last step (the CLI prints its summary there). `curves(run_dir, out)`
+    draws curves.png (default plot_run_curves; the CLI's plotting.helper.CurvesHelper.draw).
 
     Recovery contract:
       * config.json is written first; if the run then fails before its step-0 checkpoint for any reason but an
@@ -73,7 +77,11 @@ def train(cfg: RLConfig, run_dir: Path, *, progress: Callable | None = None, res
         # a signal during the last step, the summary or the plot: the run is complete, finish these few writes
         summary = summarize(run_dir, trainer, time.perf_counter() - t_start)
         write_json(run_dir / "summary.json", summary)
-        plot_run_curves(run_dir, run_dir / "curves.png")
+        try:
+            if on_summary is not None:
+                on_summary(summary)
+        finally:   # a summary that cannot be shown (a closed stdout) still leaves a complete run folder
+            (curves or plot_run_curves)(run_dir, run_dir / "curves.png")
     return summary
 
 

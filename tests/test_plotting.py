@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,11 +376,13 @@ def test_the_curves_helper_draws_the_same_png_as_this_process(tmp_path):
     assert (tmp_path / "helper.png").read_bytes() == here.read_bytes()
 
 
-def test_the_curves_helper_reports_an_unwritable_folder_as_the_same_user_error(tmp_path):
+def test_the_curves_helper_reports_an_unwritable_folder_as_the_same_user_error(tmp_path, monkeypatch):
+    """The same one line, naming the paths as the run gave them (here relative to the working folder)."""
     from toyrlhf.plotting.helper import CurvesHelper
-    run = make_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run = make_run(Path("."))
     (tmp_path / "file").write_text("")
-    out = tmp_path / "file" / "curves.png"
+    out = Path("file") / "curves.png"
     with pytest.raises(UserError) as here:
         plotting.plot_run_curves(run, out)
     with CurvesHelper() as helper, pytest.raises(UserError) as there:

@@ -34,6 +34,8 @@ class CurvesHelper:
 
     def __init__(self):
         self.proc = None
+        if os.name != "posix":   # select() on pipes and new sessions are POSIX's: draw in-process elsewhere
+            return
         try:
             # its own session: a Ctrl-C at the terminal reaches the run, which decides; the helper ends with stdin
             self.proc = subprocess.Popen([sys.executable, "-m", "toyrlhf.plotting.helper"], stdin=subprocess.PIPE,
@@ -50,7 +52,7 @@ class CurvesHelper:
 
     def draw(self, run_dir, out) -> Path:
         """curves.png of `run_dir` written to `out` by the helper; by this process if the helper cannot."""
-        answer = self._ask([str(Path(run_dir).resolve()), str(Path(out).resolve())])
+        answer = self._ask([str(run_dir), str(out)])   # as given: the helper shares this cwd, errors name them alike
         self.close()
         if answer is not None and "error" in answer:
             raise UserError(answer["error"])

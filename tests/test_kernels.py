@@ -136,8 +136,6 @@ def test_background_compile_plan_uses_the_signatures_the_model_uses():
         g = g + m.value_backward(rng.normal(size=tokens.shape), vc)
         r, rc = m.reward_forward(tokens, mask)
         g = g + m.reward_backward(rng.normal(size=20), rc)
-        H, tc = m._fast_trunk(tc_X := rc[3].X)
-        m._fast_scalar_head(tc_X, H, "wr")
         Adam(m.flat.size, lr=1e-3).step(m.flat, clip_grad_norm(g, 1.0)[0])
         m.sample(tokens[:, :2], 2, rng)
     top_level = [(k, a) for k, a in warmup._plan() if not k.py_func.__name__.startswith(("_lm_head", "_dot8"))]

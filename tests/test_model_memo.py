@@ -28,7 +28,7 @@ def _equal_outputs(a, b):
 def test_forward_after_sampling_reads_the_samplers_windows_bit_for_bit():
     m = TinyLM(CFG, seed=1)
     s = _batch(m, np.random.default_rng(0))
-    assert m._memo is not None and m._memo.valid_for(m.flat, 1.0)
+    assert m._memo is not None and m._memo.valid_for(m._params_version(), 1.0)
     memo_out = m.logp_forward(s.tokens, s.mask)
     assert np.array_equal(memo_out[0][s.mask], s.logp[s.mask])
     assert _equal_outputs(memo_out, _fresh(m, s.tokens, s.mask))
@@ -101,3 +101,13 @@ def test_sampler_chunks_shared_between_threads_merge_into_one_memo(threads):
     s2 = _batch(alone, np.random.default_rng(6), B=80)
     assert np.array_equal(s.tokens, s2.tokens) and np.array_equal(s.logp, s2.logp)
     assert _equal_outputs(shared, _fresh(m, s.tokens, s.mask))
+
+
+def test_a_pickled_model_leaves_its_caches_behind():
+    """A parameter version is a number of this process: an unpickled model starts without caches."""
+    import pickle
+    m = TinyLM(CFG, seed=8)
+    s = _batch(m, np.random.default_rng(7))
+    other = pickle.loads(pickle.dumps(m))
+    assert not any(hasattr(other, a) for a in ("_snapshot", "_table_cache", "_memo"))
+    assert _equal_outputs(other.logp_forward(s.tokens, s.mask), _fresh(m, s.tokens, s.mask))

@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -151,8 +152,10 @@ def _layout(items: tuple) -> tuple:
     return tuple(out)
 
 
-def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    return {name: flat[a:b].reshape(shape) for name, a, b, shape in _layout(tuple(shapes.items()))}
+def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]], layout: tuple | None = None) -> dict[str, np.ndarray]:
+    """{name: view of flat} (layout: `_layout` of the shapes, when the caller keeps it)."""
+    layout = _layout(tuple(shapes.items())) if layout is None else layout
+    return {name: flat[a:b].reshape(shape) for name, a, b, shape in layout}
 
 
 class TinyLM(FastPath):
@@ -197,8 +200,11 @@ class TinyLM(FastPath):
         return other
 
     def zeros_like_params(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        g = np.zeros_like(self.flat)
-        return g, _views(g, self.shapes)
+        g = np.zeros(self.flat.shape[0])
+        layout = getattr(self, "_param_layout", None)
+        if layout is None:                 # kept: a backward makes one, 32 times a PPO step
+            layout = self._param_layout = _layout(tuple(self.shapes.items()))
+        return g, _views(g, self.shapes, layout)
 
     def num_params(self, role: str | None = None) -> int:
         """Parameters a model in `role` ('policy', 'value', 'reward') uses; all if role is None."""
@@ -322,43 +328,51 @@ class TinyLM(FastPath):
         self.trunk_backward(dH, tcache, grads)
         return g
 
+    # ---------------------------------------------------------------- scalar heads on windows
+    def head_forward(self, X: np.ndarray, w: str) -> tuple[np.ndarray, "HeadCache"]:
+        """A scalar head on prepared windows: s (N,) = H(X_n) . params[w] (no bias) for windows X (N, k) from
+        `contexts` or `reward_windows` (w = 'wv' value, 'wr' reward), and the cache for `head_backward`. The fast
+        path runs the trunk once per distinct window of X."""
+        if self.fast:
+            tcache, _, s = self._fast_forward(X, w=w)
+            return s[tcache.of_row], HeadCache(w, None, tcache)
+        H, tcache = self.trunk_forward(X)                                  # (N, F)
+        return H @ self.params[w], HeadCache(w, H, tcache)                  # (N,)
+
+    def head_backward(self, ds: np.ndarray, cache: "HeadCache", grads: dict[str, np.ndarray]) -> None:
+        """Add the gradient of sum_n ds[n] s[n] for a `head_forward` into grads (the named views of
+        `zeros_like_params`): the head's weight w and the trunk. The bias's gradient (sum ds) is the caller's."""
+        ds = np.ascontiguousarray(ds, dtype=np.float64)
+        w, H, tcache = cache
+        if _is_fast(tcache):
+            self._fast_scalar_head_backward(ds, tcache.H, tcache, w, grads)
+            return
+        grads[w] += H.T @ ds                                               # (F,)
+        self.trunk_backward(np.outer(ds, self.params[w]), tcache, grads)
+
     # ---------------------------------------------------------------- value head
     def value_forward(self, tokens: np.ndarray, mask: np.ndarray):
         """V(s_t) for the state before each masked token t: (values (B, L), cache); 0 where mask is False."""
         tokens = self._check_tokens(tokens)
         rows, cols = np.nonzero(mask)
-        X = self._contexts(tokens, rows, cols - 1)
-        if self.fast:
-            tcache, _, s = self._fast_forward(X, w="wv")
-            H = tcache.H
-            v = s[tcache.of_row] + self.params["bv"][0]
-        else:
-            H, tcache = self.trunk_forward(X)                              # (N, F)
-            v = H @ self.params["wv"] + self.params["bv"][0]               # (N,)
+        s, hcache = self.head_forward(self._contexts(tokens, rows, cols - 1), "wv")
         values = np.zeros(tokens.shape)
-        values[rows, cols] = v
-        return values, (rows, cols, H, tcache)
+        values[rows, cols] = s + self.params["bv"][0]
+        return values, (rows, cols, hcache)
 
     def value_backward(self, dvalues: np.ndarray, cache) -> np.ndarray:
-        rows, cols, H, tcache = cache
+        rows, cols, hcache = cache
         dv = np.ascontiguousarray(dvalues[rows, cols], dtype=np.float64)   # (N,)
         g, grads = self.zeros_like_params()
-        if _is_fast(tcache):
-            grads["bv"] += dv.sum()
-            self._fast_scalar_head_backward(dv, H, tcache, "wv", grads)
-            return g
-        grads["wv"] += H.T @ dv                                            # (F,)
         grads["bv"] += dv.sum()
-        self.trunk_backward(np.outer(dv, self.params["wv"]), tcache, grads)
+        self.head_backward(dv, hcache, grads)
         return g
 
     # ---------------------------------------------------------------- reward head
-    def reward_forward(self, tokens: np.ndarray, mask: np.ndarray):
-        """Scalar reward of each sequence from the windows ending AT its completion tokens:
-
-            reward_pool 'mean':  r_b = (1/|o_b|) sum_{t in completion} H(window ending at t) @ wr + br
-            reward_pool 'last':  r_b = H(window ending at the last completion token) @ wr + br
-        """
+    def reward_windows(self, tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The windows the reward head reads and how it pools them: (X (N, k), rows (N,) the sequence of each
+        window, counts (B,) windows per sequence). 'mean': the windows ending at each completion token; 'last': one
+        per sequence, ending at its last completion token (rows = arange(B), counts = 1)."""
         tokens = self._check_tokens(tokens)
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != tokens.shape:
@@ -371,28 +385,25 @@ class TinyLM(FastPath):
         if self.config.reward_pool == "last":
             cols = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)   # (B,) last completion position
             rows, counts = np.arange(B), np.ones(B)                        # one window per sequence
-        X = self._contexts(tokens, rows, cols)                              # (N, k) windows ending AT each token
-        if self.fast:
-            tcache, _, s = self._fast_forward(X, w="wr")
-            H = tcache.H
-            s = s[tcache.of_row]
-        else:
-            H, tcache = self.trunk_forward(X)                              # (N, F)
-            s = H @ self.params["wr"]                                      # (N,)
-        pooled = np.bincount(rows, weights=s, minlength=B) / counts        # (B,)
-        r = pooled + self.params["br"][0]
-        return r, (rows, counts, H, tcache)
+        return self._contexts(tokens, rows, cols), rows, counts            # windows ending AT each token
+
+    def reward_forward(self, tokens: np.ndarray, mask: np.ndarray):
+        """Scalar reward of each sequence from the windows ending AT its completion tokens:
+
+            reward_pool 'mean':  r_b = (1/|o_b|) sum_{t in completion} H(window ending at t) @ wr + br
+            reward_pool 'last':  r_b = H(window ending at the last completion token) @ wr + br
+        """
+        X, rows, counts = self.reward_windows(tokens, mask)
+        s, hcache = self.head_forward(X, "wr")
+        pooled = np.bincount(rows, weights=s, minlength=counts.shape[0]) / counts   # (B,)
+        return pooled + self.params["br"][0], (rows, counts, hcache)
 
     def reward_backward(self, dr: np.ndarray, cache) -> np.ndarray:
-        rows, counts, H, tcache = cache
-        ds = (np.asarray(dr, dtype=np.float64) / counts)[rows]             # (N,)  d r_b / d s_n = 1/count_b (1 for 'last')
+        rows, counts, hcache = cache
+        ds = (np.asarray(dr, dtype=np.float64) / counts)[rows]             # (N,) d r_b / d s_n = 1 / count_b
         g, grads = self.zeros_like_params()
         grads["br"] += float(np.sum(dr))
-        if _is_fast(tcache):
-            self._fast_scalar_head_backward(np.ascontiguousarray(ds), H, tcache, "wr", grads)
-            return g
-        grads["wr"] += H.T @ ds
-        self.trunk_backward(np.outer(ds, self.params["wr"]), tcache, grads)
+        self.head_backward(ds, hcache, grads)
         return g
 
     # ---------------------------------------------------------------- sampling
@@ -440,6 +451,14 @@ class TinyLM(FastPath):
         m = cls(config, seed=0)
         m.set_flat(state["flat"])
         return m
+
+
+class HeadCache(NamedTuple):
+    """`head_forward`'s cache: the head's weight name, the reference path's features (None on the fast path, whose
+    trunk cache holds them per distinct window) and the trunk cache."""
+    w: str
+    H: np.ndarray | None
+    tcache: object
 
 
 @dataclass

@@ -1,13 +1,16 @@
 """TinyLM's fast path: the model-side half of the fused numba kernels (toyrlhf/kernels/), as a mixin of TinyLM.
 
-Each method prepares what a kernel reads (the distinct windows, the first-layer table, the transposed W1), shares the kernel's row or column chunks between threads (kernels.pool) and adds its output
-into the named gradients; `model.py` dispatches to these when `TinyLM.fast` is set.
+Each method prepares what a kernel reads (the distinct windows, the first-layer table, the transposed W1, both
+made once per parameter version), shares the kernel's row or column chunks between threads (kernels.pool) and
+adds its output into the named gradients; `model.py` dispatches to these when `TinyLM.fast` is set. The LM head
+reads and fills the model's window memo (model_memo.py).
 
 The trunk and the heads run once per distinct window of a batch (kernels/forward.py says why that is the same
 mathematics); a row's outputs are its window's, looked up through `FastTrunk.of_row`.
 """
 from __future__ import annotations
 
+import itertools
 import numpy as np
 
 from . import kernels
@@ -16,6 +19,9 @@ from .model_memo import WindowMemo
 from .tokens import BOS, EOS, OUT_OFFSET, PAD
 
 _E1 = np.zeros(0)
+_VERSIONS = itertools.count(1)
+"""Parameter versions (`FastPath._params_version`), unique in the process."""
+_CACHES = ("_snapshot", "_table_cache", "_memo")
 _E2 = np.zeros((0, 0))
 
 
@@ -81,46 +87,58 @@ class FastPath:
     def _memo_forward(self, X, Xu, of_row, inv_temp: float):
         """`_fast_forward`'s LM head through the model's WindowMemo (model_memo.py): the windows computed before at
         these parameters and temperature are looked up, the others computed and added."""
+        version = self._params_version()
         memo = getattr(self, "_memo", None)
-        if memo is not None and memo.valid_for(self.flat, inv_temp) and memo.room_for(len(Xu)):
-            idx = memo.index(Xu, lambda Xn, H, lp, ent: self._lm_rows(Xn, inv_temp, H, lp, ent))
+        if memo is not None and memo.valid_for(version, inv_temp) and memo.room_for(len(Xu)):
+            idx = memo.index(Xu, lambda Xn, H, lp, ent: self._lm_rows(Xn, inv_temp, H, lp, ent, version))
             return FastTrunk(X, Xu, of_row, memo.H, memo.ent[idx], H_idx=idx), memo.logprobs[idx], None
         U = Xu.shape[0]
         H, logprobs, ent = np.empty((U, self.config.hidden)), np.empty((U, self.config.n_out)), np.empty(U)
-        self._lm_rows(Xu, inv_temp, H, logprobs, ent)
+        self._lm_rows(Xu, inv_temp, H, logprobs, ent, version)
         if WindowMemo.fits(U):
-            self._memo = WindowMemo.of_windows(self.flat, inv_temp, Xu, H, logprobs, ent)
+            self._memo = WindowMemo.of_windows(version, inv_temp, Xu, H, logprobs, ent)
         return FastTrunk(X, Xu, of_row, H, ent), logprobs, None
 
-    def _lm_rows(self, X, inv_temp: float, H, logprobs, ent) -> None:
-        """H, logprobs, ent of the (distinct) windows X, written in place: the trunk and the LM head."""
+    def _lm_rows(self, X, inv_temp: float, H, logprobs, ent, version: int) -> None:
+        """H, logprobs, ent of the (distinct) windows X, written in place: the trunk and the LM head (version: the
+        current `_params_version`)."""
         p = self.params
-        pool.rows(kernels._mlp_rows, (X, self._table(), p["b1"], self.config.vocab_size, p["W2"], p["b2"], inv_temp,
+        P = self._trunk_tables(version)[0]
+        pool.rows(kernels._mlp_rows, (X, P, p["b1"], self.config.vocab_size, p["W2"], p["b2"], inv_temp,
                                       _E1), X.shape[0], (H, logprobs, ent, _E1))
 
-    def _fast_trunk(self, X: np.ndarray):
-        """(features H (U, h) of the distinct windows of X, or None for the bigram; the trunk cache)."""
-        tc = self._fast_forward(X)[0]
-        return tc.H, tc
+    def __getstate__(self):
+        """Pickled without the fast path's caches: a parameter version means something only in its process."""
+        return {k: v for k, v in self.__dict__.items() if k not in _CACHES}
 
-    def _fast_scalar_head(self, X, H, w: str) -> np.ndarray:
-        """s[n] = H(window n) . w for the rows of X, H from `_fast_trunk(X)`: the numbers `_fast_forward` gives."""
-        X = int_rows(X)
-        if H is None:                                                  # bigram: w[x_k]
-            return self.params[w][X[:, -1]]
-        return kernels._rows_dot(H, self.params[w])[kernels._distinct_rows(X)[1]]
+    def _params_version(self) -> int:
+        """A number that changes whenever self.flat does (an optimiser step, set_flat, a probe's perturbation:
+        all in place), for the caches of this path: one comparison with a copy of the vector, and a new copy and
+        number only after a change. Numbers are unique across models (a copy starts with none)."""
+        snap = getattr(self, "_snapshot", None)
+        if snap is not None and np.array_equal(snap[1], self.flat):
+            return snap[0]
+        version = next(_VERSIONS)
+        self._snapshot = (version, self.flat.copy())
+        return version
 
     def _table(self) -> np.ndarray:
-        """kernels._mlp_table (k*V, h) of the current emb and W1, reused while they are unchanged (a frozen
-        reference, or several forwards between two optimizer steps): comparing them costs less than rebuilding."""
-        p = self.params
-        first = self.flat[:p["emb"].size + p["W1"].size]               # emb and W1 lead the flat vector
+        """kernels._mlp_table (k*V, h) of the current emb and W1, reused while the parameters are unchanged (a
+        frozen reference, or several forwards between two optimizer steps)."""
+        return self._trunk_tables()[0]
+
+    def _trunk_tables(self, version: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(the first-layer table `_mlp_table` (k*V, h), W1 with each slot's block transposed (k, h, d)) of the
+        current parameters, made once per parameter version (`_params_version()`, unless the caller has it)."""
+        version = self._params_version() if version is None else version
         cached = getattr(self, "_table_cache", None)
-        if cached is not None and np.array_equal(cached[0], first):
+        if cached is not None and cached[0] == version:
             return cached[1]
+        p, cfg = self.params, self.config
         P = kernels._mlp_table(p["emb"], p["W1"])                      # (k*V, h) window slot x token -> pre
-        self._table_cache = (first.copy(), P)
-        return P
+        W1T = np.ascontiguousarray(p["W1"].reshape(cfg.context, cfg.embed, cfg.hidden).transpose(0, 2, 1))
+        self._table_cache = (version, (P, W1T))
+        return P, W1T
 
     def _fast_backward(self, G: np.ndarray, WT: np.ndarray, tc: FastTrunk, grads) -> np.ndarray:
         """Trunk gradients (into grads) from G (U, C) = dL/d(head outputs) of the distinct windows, with the
@@ -133,7 +151,7 @@ class FastPath:
         pool.rows(kernels._head_rows_backward, (H, WT, G), U, (dpre,))
         dWT, S, db1, dW1 = np.zeros((G.shape[1], h)), np.zeros((k * V, h)), np.zeros(h), np.zeros((k * d, h))
         pool.cols(kernels._trunk_weight_cols, (tc.Xu, H, G, dpre, self.params["emb"], V), h, U, (dWT, S, db1, dW1))
-        W1T = np.ascontiguousarray(self.params["W1"].reshape(k, d, h).transpose(0, 2, 1))   # (k, h, d)
+        W1T = self._trunk_tables()[1]                                 # (k, h, d)
         grads["emb"] += kernels._emb_grad(S, W1T, V)
         grads["W1"] += dW1
         grads["b1"] += db1
@@ -182,9 +200,10 @@ class FastPath:
     def _keep_sampled(self, chunks, inv_temp: float) -> None:
         """Keep the windows the sampler's chunks computed as the model's WindowMemo (the rollout's forwards at
         these parameters then look them up), merged into the current memo when that is still valid."""
-        memos = [WindowMemo(self.flat, inv_temp, *c[1:]) for c in chunks]
+        version = self._params_version()
+        memos = [WindowMemo(version, inv_temp, *c[1:]) for c in chunks]
         memo = getattr(self, "_memo", None)
-        if memo is None or not memo.valid_for(self.flat, inv_temp):
+        if memo is None or not memo.valid_for(version, inv_temp):
             if not WindowMemo.fits(int(memos[0].count[0])):
                 return
             memo = self._memo = memos.pop(0)

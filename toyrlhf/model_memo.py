@@ -6,8 +6,10 @@ forward), so is the first minibatch's forward when it starts from pi_old, and a 
 same windows step after step. A window's features H, log-probs and entropy depend on the window, the parameters
 and the temperature alone, and the fast kernels compute them with the same operations wherever the window sits
 in a batch (kernels/forward.py), so the memo returns the numbers a fresh forward computes, bit for bit
-(tests/test_model_memo.py). It is keyed by a copy of the whole parameter vector, compared on every call (an
-in-place optimiser step, `set_flat` or a probe's perturbation all make it stale), and by the temperature.
+(tests/test_model_memo.py). It is keyed by the model's parameter version (`FastPath._params_version`, which
+compares the whole vector with a copy on every call: an in-place optimiser step, `set_flat` or a probe's
+perturbation all make the memo stale) and by the temperature. Its hash table is built on the first lookup: the
+memo of a forward between two optimiser steps is never read.
 
 Size. At most CAP windows (a frozen reference accumulates the windows of many steps); a call that would pass it
 starts a new memo from its own windows.
@@ -23,24 +25,22 @@ CAP = 1 << 14
 
 
 class WindowMemo:
-    """Windows X[:count] with their features H, LM-head log-probs and entropies at parameters `flat` and inverse
-    temperature `inv_temp`; `table` is the open-addressing hash table of `kernels._memo_index` over X."""
+    """Windows X[:count] with their features H, LM-head log-probs and entropies at parameter version `version`
+    and inverse temperature `inv_temp`; `table` is the open-addressing hash table of `kernels._memo_index` over X
+    (None until a lookup needs it)."""
 
-    def __init__(self, flat, inv_temp, table, X, count, H, logprobs, ent):
-        self.flat, self.inv_temp = flat.copy(), float(inv_temp)
+    def __init__(self, version, inv_temp, table, X, count, H, logprobs, ent):
+        self.version, self.inv_temp = version, float(inv_temp)
         self.table, self.X, self.count = table, X, count
         self.H, self.logprobs, self.ent = H, logprobs, ent
 
     @classmethod
-    def of_windows(cls, flat, inv_temp, Xu, H, logprobs, ent) -> "WindowMemo":
+    def of_windows(cls, version, inv_temp, Xu, H, logprobs, ent) -> "WindowMemo":
         """A memo of the distinct windows Xu (U, k) and their outputs (the arrays are kept, not copied)."""
-        table = np.full(_table_size(len(Xu)), -1, dtype=np.int64)
-        X, count = np.empty_like(Xu), np.zeros(1, dtype=np.int64)
-        kernels._memo_index(table, X, count, Xu)
-        return cls(flat, inv_temp, table, X, count, H, logprobs, ent)
+        return cls(version, inv_temp, None, Xu, np.array([len(Xu)], dtype=np.int64), H, logprobs, ent)
 
-    def valid_for(self, flat, inv_temp) -> bool:
-        return float(inv_temp) == self.inv_temp and np.array_equal(flat, self.flat)
+    def valid_for(self, version, inv_temp) -> bool:
+        return version == self.version and float(inv_temp) == self.inv_temp
 
     @staticmethod
     def fits(n: int) -> bool:
@@ -53,7 +53,7 @@ class WindowMemo:
         """idx (U,) of the distinct windows Xu in the memo; the windows it lacks are appended and their outputs
         computed by compute(X_new, H_out, logprobs_out, ent_out) (views of the memo's arrays)."""
         c0 = int(self.count[0])
-        if c0 + len(Xu) > len(self.X):
+        if self.table is None or c0 + len(Xu) > len(self.X):
             self._grow(c0 + len(Xu))
         idx = kernels._memo_index(self.table, self.X, self.count, Xu)
         c1 = int(self.count[0])
@@ -65,7 +65,7 @@ class WindowMemo:
         """Add the windows of `other` (the same parameters and temperature) that this memo lacks."""
         n = int(other.count[0])
         c0 = int(self.count[0])
-        if c0 + n > len(self.X):
+        if self.table is None or c0 + n > len(self.X):
             self._grow(c0 + n)
         idx = kernels._memo_index(self.table, self.X, self.count, other.X[:n])
         new = idx >= c0
@@ -73,7 +73,8 @@ class WindowMemo:
             mine[idx[new]] = theirs[:n][new]
 
     def _grow(self, need: int) -> None:
-        """Room for `need` windows: new arrays (the old ones stay intact for the caches that read them)."""
+        """Room for `need` windows and the hash table: new arrays (the old ones stay intact for the caches that
+        read them)."""
         n = int(self.count[0])
         cap = max(need, 2 * len(self.X))
         grown = []

@@ -130,11 +130,9 @@ class RewardInputs:
         self._grad = None
         c = model.config
         if model.fast and c.arch == "mlp" and c.reward_pool == "last":
-            if not mask.any(axis=1).all():
-                raise ValueError("every sequence needs at least one completion token for the reward head")
-            last = tokens.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)      # as reward_forward reads it
+            X = model.reward_windows(tokens, mask)[0]                        # one per sequence, as reward_forward
             # ids in the smallest integer type: a step's 256 random rows come from 0.8 MB, not 6.5 MB (pref)
-            self.windows = model.contexts(tokens, np.arange(self.n), last).astype(np.min_scalar_type(c.vocab_size))
+            self.windows = X.astype(np.min_scalar_type(c.vocab_size))
             self._distinct, self._of_row = _distinct_rows(self.windows, c.vocab_size)
 
     def forward(self, model: TinyLM, rows: np.ndarray | None = None):
@@ -156,7 +154,7 @@ class RewardInputs:
         g, grads = self._grad
         g[:] = 0.0
         grads["br"] += float(np.sum(dr))
-        model._fast_scalar_head_backward(np.ascontiguousarray(dr, dtype=np.float64), cache[2], cache[3], "wr", grads)
+        model.head_backward(dr, cache[2], grads)
         return g
 
     def scores(self, model: TinyLM) -> np.ndarray:
@@ -194,12 +192,11 @@ def _distinct_rows(X: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _window_forward(model: TinyLM, X: np.ndarray):
-    """reward_forward's 'last' pooling on its windows X (B, context): r_b = H(X_b) @ wr + br, and its cache
-    (features and head in one kernel pass: the trunk, then the head, took one more distinct-window search)."""
-    tcache, _, s = model._fast_forward(X, w="wr")
+    """reward_forward's 'last' pooling on its windows X (B, context): r_b = H(X_b) @ wr + br, and its cache."""
+    s, hcache = model.head_forward(X, "wr")
     # 0.0 + s: what reward_forward's bincount pooling adds (a -0.0 becomes 0.0), so the rewards are its numbers
-    r = (0.0 + s[tcache.of_row]) + model.params["br"][0]
-    return r, (np.arange(len(X)), np.ones(len(X)), tcache.H, tcache)
+    r = (0.0 + s) + model.params["br"][0]
+    return r, (np.arange(len(X)), np.ones(len(X)), hcache)
 
 
 # ------------------------------------------------------------------------------------------ the model

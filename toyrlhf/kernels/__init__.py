@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from .backward import _emb_grad, _grouped_dlogits, _head_rows_backward, _trunk_weight_cols  # noqa: F401
 from .forward import (ROW_BLOCK, _distinct_rows, _logits_forward, _memo_index, _mlp_rows,  # noqa: F401
-                      _mlp_table, _rows_dot)
+                      _mlp_table)
 from .optim import _adam_update, _sum_squares  # noqa: F401
 from .reference import (_categorical, _dlogits, _embed_backward, _embed_concat, _gather_contexts,  # noqa: F401
                         _log_softmax, _one_hot_last)

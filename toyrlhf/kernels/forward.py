@@ -307,16 +307,6 @@ def _mlp_rows(X, P, b1, V, W2, b2, inv_temp, w, lo, hi, H, logprobs, ent, s):
 
 
 @_kernel(contract=True)
-def _rows_dot(H, w):
-    """out[n] = H[n] . w  (N,), the scalar head's order of `_mlp_rows` (`_dot8`)."""
-    N, h = H.shape
-    out = np.empty(N)
-    for n in range(N):
-        out[n] = _dot8(H[n], w)
-    return out
-
-
-@_kernel(contract=True)
 def _logits_forward(logits, inv_temp):
     """(logprobs (N, Vo), entropy (N,)) of given logits (the bigram: rows of its table)."""
     N, Vo = logits.shape

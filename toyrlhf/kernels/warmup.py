@@ -55,7 +55,6 @@ def _plan():
                                2, 2, 0, N, f8(N, L), np.zeros((N, L), dtype=bool), np.ones(N, dtype=bool))),
         (optim._sum_squares, (f8(N),)),
         (optim._adam_update, (f8(N), f8(N), f8(N), f8(N), 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)),
-        (forward._rows_dot, (H, f8(h))),
         (forward._mlp_rows, (X, f8(k * V, h), f8(h), V, f8(h, Vo), f8(Vo), 1.0, f8(0), 0, N, f8(N, h), f8(N, Vo),
                              f8(N), f8(0))),
         (forward._mlp_table, (f8(V, d), f8(k * d, h))),

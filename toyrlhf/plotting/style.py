@@ -33,6 +33,7 @@ def _matplotlib_config_dir() -> None:
 
 _matplotlib_config_dir()
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+PNG_COMPRESS_LEVEL = 3
 
 
 # metric -> (panel title, y-axis label with its unit)
@@ -201,10 +202,12 @@ def save_figure(fig, out, dpi: int = 150) -> Path:
     out = Path(out)
     fmt = output_format(out)
     metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
+    # zlib level 3 instead of PIL's 6: a 500-step curves.png encodes in 0.029 s instead of 0.043-0.051 s, 6% larger
+    extra = {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if fmt == "png" else {}
     buf = io.BytesIO()
     import matplotlib
     with matplotlib.rc_context(RC):
-        fig.savefig(buf, format=fmt, dpi=dpi, metadata=metadata)
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=metadata, **extra)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, buf.getvalue())

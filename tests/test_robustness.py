@@ -121,6 +121,44 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("robustness")
 
 
+# ------------------------------------------------------------------------------------------------ a process from the start
+NO_CACHE_TEST = "test_kernels_compile_in_memory_when_no_numba_cache_location_is_writable"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_cache_run(request, shared_cache_dir, workdir):
+    """(process, run folder, its log) of NO_CACHE_TEST's run, started before the module's first test when that test
+    is selected (else None): with no numba cache location it compiles every kernel a run uses in memory, about 15 s
+    of one core, which the tests before it leave to it on a 2-core machine. The upstream stages are built (or
+    loaded) here first, in-process, so that it compiles what a run compiles, nothing for the stages."""
+    if not any(item.module is request.module and item.originalname == NO_CACHE_TEST for item in request.session.items):
+        yield None
+        return
+    from toyrlhf.rl.trainer import build_models
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOYRLHF_CACHE_DIR", str(shared_cache_dir))
+        build_models(case_config("grpo_kl_target"))        # RUN_ARGS's stages: pref, UPSTREAM
+    blocker = workdir / "not-a-folder"
+    blocker.write_text("")
+    out, log = workdir / "nocache-run", workdir / "nocache-run.log"
+    code = ("import toyrlhf.kernels as k\n"
+            "from numba.core.dispatcher import Dispatcher\n"
+            "caches = {type(v._cache).__name__ for v in vars(k).values() if isinstance(v, Dispatcher)}\n"
+            "assert caches == {'NullCache'}, caches\n"
+            "from toyrlhf.cli.main import main\n"
+            f"main({[str(a) for a in ['run', 'grpo', '--steps', 6, '--out', out, *RUN_ARGS[4:]]]!r})\n")
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=workdir, stdout=f, stderr=subprocess.STDOUT,
+                                env=cli_env(shared_cache_dir, NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator",
+                                            NUMBA_CACHE_DIR=blocker / "numba"))
+    try:
+        yield proc, out, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 # ------------------------------------------------------------------------------------------------ in-process resume
 CASES = {
     # critic (value model) + GAE, its own Adam state; 4 epochs x 4 minibatches draw permutations from the RNG
@@ -418,25 +456,15 @@ def test_same_command_twice_and_thread_counts_give_identical_metrics(shared_cach
 
 
 # ------------------------------------------------------------------------------------------------ environment
-def test_kernels_compile_in_memory_when_no_numba_cache_location_is_writable(shared_cache_dir, workdir,
-                                                                           grpo_reference):
+def test_kernels_compile_in_memory_when_no_numba_cache_location_is_writable(no_cache_run, grpo_reference):
     """Simulates a read-only install with no writable cache: numba may only use NUMBA_CACHE_DIR (via
     NUMBA_CACHE_LOCATOR_CLASSES), and NUMBA_CACHE_DIR lies below a regular file, so no locator can be created
     (even for root, which chmod cannot stop). Every kernel falls back to an uncached compile; a run still gives
-    the same numbers. Not covered: an actually read-only site-packages."""
-    blocker = workdir / "not-a-folder"
-    blocker.write_text("")
-    out = workdir / "nocache-run"
-    code = ("import toyrlhf.kernels as k\n"
-            "from numba.core.dispatcher import Dispatcher\n"
-            "caches = {type(v._cache).__name__ for v in vars(k).values() if isinstance(v, Dispatcher)}\n"
-            "assert caches == {'NullCache'}, caches\n"
-            "from toyrlhf.cli.main import main\n"
-            f"main({[str(a) for a in ['run', 'grpo', '--steps', 6, '--out', out, *RUN_ARGS[4:]]]!r})\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300,
-                          env=cli_env(shared_cache_dir, NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator",
-                                      NUMBA_CACHE_DIR=blocker / "numba"))
-    assert proc.returncode == 0, proc.stderr
+    the same numbers. Not covered: an actually read-only site-packages. The process started with the module
+    (no_cache_run)."""
+    proc, out, log = no_cache_run
+    code = proc.wait(timeout=300)
+    assert code == 0, log.read_text()
     assert metrics_lines(out) == metrics_lines(grpo_reference)[:6]
 
 

@@ -27,8 +27,9 @@ def test_readme_keeps_its_worked_examples():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(readme_blocks())))
-def test_readme_worked_examples_print_what_the_readme_shows(cache_dir, index):
-    """Every ```python block that is followed by an output block runs and prints that output."""
+def test_readme_worked_examples_print_what_the_readme_shows(module_cache_dir, index):
+    """Every ```python block that is followed by an output block runs and prints that output (the blocks share a
+    stage cache, as a reader's session would: two of them use the same SFT model)."""
     code, expected = readme_blocks()[index]
     out = io.StringIO()
     before = [(reg, set(reg)) for reg in REGISTRIES]

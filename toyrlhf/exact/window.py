@@ -39,7 +39,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import log_softmax
 
 from .. import tokens as tk
@@ -159,6 +158,8 @@ def _iterate(ref, occ, r, beta, lp, maxiter: int, tol: float) -> tuple[np.ndarra
 
 
 def _polish(ref, occ, r, beta, lp, gtol: float) -> np.ndarray:
+    from scipy.optimize import minimize   # here, not at the top: it costs every run 0.1 s to import, few need it
+
     def neg(x):
         J, g, _ = window_objective(ref, r, beta, x, occ)
         return -J, -g.ravel()

@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 import typing
 import uuid
 import zipfile
@@ -38,6 +37,7 @@ from toyrlhf.rl.algorithms import PRESETS
 from toyrlhf.rl.rollout import REWARD_SOURCES
 from toyrlhf.rl.surrogates import SURROGATES
 from toyrlhf.runs import tree_hash
+from conftest import invoke_cli
 from toyrlhf.tasks import TASKS
 
 try:  # Python >= 3.11
@@ -53,19 +53,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 
 
 # ------------------------------------------------------------------------------------------------ harness
-def invoke(argv, capsys) -> tuple[int, str, str]:
-    from toyrlhf.cli.main import main
-    argv = [str(a) for a in argv]
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    except BaseException:  # noqa: BLE001 - `python -m toyrlhf` would print this traceback and exit 1
-        capsys.readouterr()
-        pytest.fail(f"internal error (exit 1) for toyrlhf {' '.join(argv)!r}:\n{traceback.format_exc()}")
-    out, err = capsys.readouterr()
-    return code, out, err
+invoke = invoke_cli   # conftest: `toyrlhf ARGV` in this process, (exit code, stdout, stderr)
 
 
 def assert_bad_input(argv, capsys, protected=(), new_out=None) -> str:

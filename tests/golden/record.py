@@ -22,10 +22,10 @@ TASKS = ("pref", "arith")
 STEPS = 30
 # arrays that carry the run's state; config / model_config are descriptions and may gain fields
 STATE_KEYS_SKIPPED = ("config", "model_config")
-# NumPy picks its exp / log / expm1 / log1p kernels by the CPU at import: on an AVX-512 machine (X86_V4) they round a few
-# results differently from the AVX2 ones (X86_V3) the files were recorded with (measured: a GRPO loss 2.9049643972158597e-05
-# against ...387 on a Zen 4). Capping NumPy's dispatch at X86_V3 makes the comparison the same on every x86-64 machine
-# with AVX2; naming a feature the CPU lacks is harmless.
+# NumPy picks its exp / log / expm1 / log1p kernels by the CPU at import: on an AVX-512 machine (X86_V4) they round
+# a few results differently from the AVX2 ones (X86_V3) the files were recorded with (measured: a GRPO loss
+# 2.9049643972158597e-05 against ...387 on a Zen 4). Capping NumPy's dispatch at X86_V3 makes the comparison the same
+# on every x86-64 machine with AVX2; naming a feature the CPU lacks is harmless.
 NUMPY_SIMD_CAP = "X86_V4 AVX512_ICL AVX512_SPR"
 ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
        "MPLBACKEND": "Agg", "NPY_DISABLE_CPU_FEATURES": NUMPY_SIMD_CAP}

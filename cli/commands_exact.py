@@ -64,12 +64,12 @@ def check_cmd(task, samples, seed, figure, all_algos):
     """Exact expectations and gradients vs Monte-Carlo estimates of the project's estimators (KL k1/k2/k3 as
     values, losses and rewards; REINFORCE, RLOO, Dr. GRPO, GRPO policy gradients; the Bayes ceiling of the
     reward model's preference pairs)."""
-    from toyrlhf import check, stages
-    from toyrlhf.plotting import check_figure, output_format, save_figure
-    if task not in TASKS:
+    if task not in TASKS:                          # refused before the exact engine is imported (1-2 s)
         raise UserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if samples < 2:
         raise UserError(f"--samples must be at least 2, got {samples}")
+    from toyrlhf import check, stages
+    from toyrlhf.plotting import check_figure, output_format, save_figure
     if figure is not None:
         output_format(figure)                      # refuse a bad extension before the work
     t0 = time.perf_counter()

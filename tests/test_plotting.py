@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -366,16 +367,28 @@ def test_stage_curves_draw_loss_against_the_held_out_loss_and_the_floor_of_each_
 
 
 # ------------------------------------------------------------------------------------------ issue 12: the helper
-def test_the_curves_helper_draws_the_same_png_as_this_process(tmp_path):
+def _no_fallback(monkeypatch):
+    """Make the helper's in-process fallback fail, so that a test passes only on what the helper process drew."""
+    from toyrlhf.plotting import helper as helper_mod
+
+    def fallback(*args):
+        raise AssertionError("the helper process did not answer: this process drew")
+    monkeypatch.setattr(helper_mod, "plot_run_curves", fallback)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the helper process is POSIX only")
+def test_the_curves_helper_draws_the_same_png_as_this_process(tmp_path, monkeypatch):
     """`toyrlhf run`'s helper process writes byte for byte the curves.png this process would."""
     from toyrlhf.plotting.helper import CurvesHelper
     run = make_run(tmp_path, "ppo", critic=True)
-    with CurvesHelper() as helper:
+    with CurvesHelper() as helper, monkeypatch.context() as mp:
+        _no_fallback(mp)
         assert helper.draw(run, tmp_path / "helper.png") == tmp_path / "helper.png"
     here = plotting.plot_run_curves(run, tmp_path / "here.png")
     assert (tmp_path / "helper.png").read_bytes() == here.read_bytes()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the helper process is POSIX only")
 def test_the_curves_helper_reports_an_unwritable_folder_as_the_same_user_error(tmp_path, monkeypatch):
     """The same one line, naming the paths as the run gave them (here relative to the working folder)."""
     from toyrlhf.plotting.helper import CurvesHelper
@@ -385,7 +398,8 @@ def test_the_curves_helper_reports_an_unwritable_folder_as_the_same_user_error(t
     out = Path("file") / "curves.png"
     with pytest.raises(UserError) as here:
         plotting.plot_run_curves(run, out)
-    with CurvesHelper() as helper, pytest.raises(UserError) as there:
+    with CurvesHelper() as helper, monkeypatch.context() as mp, pytest.raises(UserError) as there:
+        _no_fallback(mp)
         helper.draw(run, out)
     assert str(there.value) == str(here.value)
 

@@ -187,20 +187,21 @@ class FastPath:
         steps_ok = max(0, min(T, cfg.window - P + 1)) if prefix else T   # a prefix window ends at position k-1
         state = rng.bit_generator.state
         U = rng.random((steps_ok, B))
-        head = (tokens, P, steps_ok, U, self._table(), p["b1"], p["W2"], p["b2"], cfg.vocab_size, prefix,
-                1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS)
+        version = self._params_version()
+        head = (tokens, P, steps_ok, U, self._trunk_tables(version)[0], p["b1"], p["W2"], p["b2"], cfg.vocab_size,
+                prefix, 1.0 / temperature, BOS, PAD, OUT_OFFSET, EOS)
         chunks = pool.rows(kernels._sample_rows, head, B, (logp, mask, alive))
         steps = max(c[0] for c in chunks)
-        self._keep_sampled(chunks, 1.0 / temperature)
+        self._keep_sampled(chunks, version, 1.0 / temperature)
         rng.bit_generator.state = state
         rng.random(steps * B)                       # the same stream position as `steps` draws of B uniforms
         if steps_ok < T and alive.any():
             self.contexts(tokens, np.zeros(1, np.int64), np.full(1, P + steps_ok - 1))   # raises the ValueError
 
-    def _keep_sampled(self, chunks, inv_temp: float) -> None:
-        """Keep the windows the sampler's chunks computed as the model's WindowMemo (the rollout's forwards at
-        these parameters then look them up), merged into the current memo when that is still valid."""
-        version = self._params_version()
+    def _keep_sampled(self, chunks, version: int, inv_temp: float) -> None:
+        """Keep the windows the sampler's chunks computed at parameter version `version` as the model's WindowMemo
+        (the rollout's forwards at these parameters then look them up), merged into the current memo when that is
+        still valid."""
         memos = [WindowMemo(version, inv_temp, *c[1:]) for c in chunks]
         memo = getattr(self, "_memo", None)
         if memo is None or not memo.valid_for(version, inv_temp):

@@ -11,8 +11,8 @@ one):
     3 engines  exact/, stages, reward_model, rl/trainer, rl/run, rl/exact_metrics, check/
     4 cli      toyrlhf.cli (the cli/ folder) and toyrlhf/__main__.py
 
-The exact engine (toyrlhf/exact/) imports only tokens, model, errors, the registry and the pure-NumPy
-rl/advantages, rl/losses and rl/rollout_correction: never the stages, the presets, the reward model, the trainer or the check report.
+The exact engine (toyrlhf/exact/) imports only tokens, model, errors, the registry, special (scipy.special on first
+use) and the pure-NumPy rl/advantages, rl/losses and rl/rollout_correction: never the stages, the presets, the reward model, the trainer or the check report.
 
 Imports inside functions: the library (toyrlhf/) imports every toyrlhf module at its top. The start-up rule:
 toyrlhf.cli.* (and only it) may import library modules inside its command functions, so that `toyrlhf --help` and
@@ -35,7 +35,7 @@ SOURCES = {"toyrlhf": ROOT / "toyrlhf", "toyrlhf.cli": ROOT / "cli"}   # setup.c
 
 LAYERS = {
     0: ["toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels", "toyrlhf.kernels.*",
-        "toyrlhf.locks", "toyrlhf.threads"],
+        "toyrlhf.locks", "toyrlhf.threads", "toyrlhf.special"],
     1: ["toyrlhf.model", "toyrlhf.model_fast", "toyrlhf.model_memo", "toyrlhf.optim"],
     2: ["toyrlhf.tasks", "toyrlhf.tasks.*", "toyrlhf.preferences", "toyrlhf.settings", "toyrlhf.config", "toyrlhf.config_checks", "toyrlhf.configs",
         "toyrlhf.runs", "toyrlhf.run_logs", "toyrlhf.checkpoints", "toyrlhf.plotting", "toyrlhf.plotting.*", "toyrlhf.rl", "toyrlhf.rl.advantages",
@@ -51,7 +51,7 @@ LAYERS = {
     4: ["toyrlhf.__main__", "toyrlhf.cli", "toyrlhf.cli.*"],
 }
 
-ENGINE_MAY_IMPORT = {"toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels",
+ENGINE_MAY_IMPORT = {"toyrlhf", "toyrlhf.errors", "toyrlhf.tokens", "toyrlhf.registry", "toyrlhf.kernels", "toyrlhf.special",
                      "toyrlhf.model", "toyrlhf.model_fast", "toyrlhf.model_memo",
                      "toyrlhf.rl", "toyrlhf.rl.advantages", "toyrlhf.rl.advantages_baselines",
                      "toyrlhf.rl.losses", "toyrlhf.rl.rollout_correction"}

@@ -46,8 +46,8 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
 
+from . import special
 from . import tokens as tk
 
 
@@ -60,7 +60,7 @@ def pref_prob(delta, tau: float) -> np.ndarray:
         raise ValueError(f"tau must be >= 0, got {tau}")
     if tau == 0:
         return np.where(delta > 0, 1.0, np.where(delta < 0, 0.0, 0.5))
-    return expit(delta / tau)
+    return special.expit(delta / tau)
 
 
 def bayes_accuracy(delta_gold, tau: float) -> float:
@@ -106,7 +106,7 @@ def bayes_nll(delta_gold, tau: float) -> float:
         return float(np.mean(np.where(delta > 0, 0.0, np.log(2.0))))
     x = delta / tau
     # H_b(sigma(x)) = softplus(-x) + (1 - sigma(x)) x   (stable for any x >= 0)
-    return float(np.mean(np.logaddexp(0.0, -x) + expit(-x) * x))
+    return float(np.mean(np.logaddexp(0.0, -x) + special.expit(-x) * x))
 
 
 def accuracy(score_diff) -> float:

@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit
 
+from . import special
 from . import exact
 from . import preferences as prefs
 from . import stages
@@ -79,7 +79,7 @@ def bt_loss(r_w, r_l, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.n
     Computed with logaddexp, so it is finite for any finite difference (no log(0), no exp overflow)."""
     d = np.asarray(r_w, dtype=np.float64) - np.asarray(r_l, dtype=np.float64) - margin
     loss = np.logaddexp(0.0, -d)
-    g = expit(-d)
+    g = special.expit(-d)
     return loss, -g, g
 
 

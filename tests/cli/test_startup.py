@@ -12,6 +12,10 @@ from tiny import set_args
 HEAVY = ("numba", "matplotlib", "scipy.stats")
 RUN_NEVER = ("matplotlib", "PIL", "scipy.stats")
 """What a `toyrlhf run` process never imports itself when it is the whole process (its helper draws curves.png)."""
+WARM_NEVER = ("scipy.special", "scipy.linalg", "numba.np.arraymath", "numba.np.npyimpl", "numba.typed.dictimpl")
+"""What a warm `toyrlhf run` (stages and kernels cached) never imports: scipy.special is imported on first use
+(toyrlhf/special.py), and loading a cached kernel skips numba's registry refresh, which imports numba's whole
+implementation library and, for its BLAS check, scipy.linalg (toyrlhf/kernels/jit.py)."""
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -58,6 +62,22 @@ def test_toyrlhf_run_imports_no_matplotlib_or_scipy_stats_and_leaves_a_complete_
     helper = "toyrlhf.plotting.helper"
     assert _loaded_after(code, tmp_path, ("numba", helper) + RUN_NEVER, env) == ["numba", helper]
     assert (tmp_path / "run" / "curves.png").read_bytes().startswith(PNG)
+
+
+def test_a_warm_run_imports_neither_scipy_special_nor_numba_s_implementation_registries(tmp_path,
+                                                                                     shared_cache_dir):
+    """The first run may compile kernels (a compile loads numba's registries); the second, on the same caches,
+    only loads them, and must train the same numbers without importing what it does not use."""
+    env = {"TOYRLHF_CACHE_DIR": str(shared_cache_dir), "TOYRLHF_PROGRESS": "off"}
+    runs = []
+    for name in ("first", "second"):
+        argv = [*_run_argv(tmp_path)[:-1], str(tmp_path / name)]
+        code = f"import sys\nsys.argv = ['toyrlhf', *{argv!r}]\nfrom toyrlhf.cli.main import main\nmain()"
+        runs.append(_loaded_after(code, tmp_path, WARM_NEVER, env))
+    assert runs[1] == [], f"a warm run imported {runs[1]}"
+    metrics = [[{k: v for k, v in json.loads(line).items() if k != "time_s"}
+                for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()] for name in ("first", "second")]
+    assert metrics[0] == metrics[1] and len(metrics[0]) == 2
 
 
 def test_main_called_from_python_draws_curves_here_and_imports_matplotlib_only_for_them(tmp_path, shared_cache_dir):

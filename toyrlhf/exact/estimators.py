@@ -20,8 +20,8 @@ from itertools import combinations
 from math import comb
 
 import numpy as np
-from scipy.special import gammaln
 
+from .. import special
 from ..model import TinyLM
 from ..rl import advantages as adv
 from ..rl import losses
@@ -133,7 +133,7 @@ def _mean_over_peers(est, uniq, inverse, probs, G: int, hp, greedy: float | None
     counts = _compositions(G - 1, m)                                                   # (C, m)
     with np.errstate(divide="ignore"):
         logpv = np.log(pv)
-    logw = (gammaln(G) - gammaln(counts + 1.0).sum(axis=1)
+    logw = (special.gammaln(G) - special.gammaln(counts + 1.0).sum(axis=1)
             + np.where(counts > 0, counts * logpv[None, :], 0.0).sum(axis=1))
     w = np.exp(logw)                                                                   # (C,) multinomial probs
     groups = _groups(uniq[:, 0], counts)

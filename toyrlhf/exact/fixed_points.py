@@ -39,8 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
+from .. import special
 from .enumeration import Enumeration
 from .expectations import per_prompt
 
@@ -256,7 +256,7 @@ def compare_placements(ref: Enumeration, rewards: np.ndarray, beta: float, place
     lstar = ref.seq_logp + r / beta
     for q in range(ref.n_prompts):
         sl = slice(ref.offsets[q], ref.offsets[q + 1])
-        lstar[sl] -= logsumexp(lstar[sl])
+        lstar[sl] -= special.logsumexp(lstar[sl])
     out = []
     for pl in placements:
         lp = fixed_point(ref, r, beta, pl)

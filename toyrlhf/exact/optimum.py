@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
+from .. import special
 from .enumeration import Enumeration
 from .expectations import best_of_n, best_of_n_kl_bound, per_prompt
 
@@ -102,7 +102,7 @@ def optimal_policy(ref: Enumeration, rewards: np.ndarray, beta: float) -> tuple[
             a = np.where(top, lref[sl], -np.inf)
         else:
             a = lref[sl] + r[sl] / beta
-        logz[q] = logsumexp(a)
+        logz[q] = special.logsumexp(a)
         logp[sl] = a - logz[q]
     return logp, logz
 

@@ -20,8 +20,8 @@ coefficient under- or overflows for k <= 512 (the FFT's round-off is then ~1e-14
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
 
+from .. import special
 from .enumeration import Enumeration
 from .expectations import per_prompt
 
@@ -52,7 +52,7 @@ def _scaled_exp_coeffs(p: float, k: int) -> np.ndarray:
         out = np.zeros(k + 1)
         out[0] = 1.0
         return out
-    return np.exp(n * np.log(p * k) - gammaln(n + 1))
+    return np.exp(n * np.log(p * k) - special.gammaln(n + 1))
 
 
 def maj_at_k_from_probs(p_right: float, p_others: np.ndarray, p_none: float, k: int) -> float:
@@ -85,7 +85,7 @@ def maj_at_k_from_probs(p_right: float, p_others: np.ndarray, p_none: float, k: 
     a = _scaled_exp_coeffs(p_right, k)                              # (k p_c)^j / j!
     total = (wu @ b)[1:] @ a[1:]
     # undo the x -> k x scaling: k! / k^k
-    return float(np.clip(total * np.exp(gammaln(k + 1) - k * np.log(k)), 0.0, 1.0))
+    return float(np.clip(total * np.exp(special.gammaln(k + 1) - k * np.log(k)), 0.0, 1.0))
 
 
 def maj_at_k(enum: Enumeration, answers: np.ndarray, right: np.ndarray, n_classes: int, k: int

@@ -39,8 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax
 
+from .. import special
 from .. import tokens as tk
 from .enumeration import Enumeration
 from .expectations import per_prompt
@@ -94,7 +94,7 @@ def window_objective(ref: Enumeration, rewards: np.ndarray, beta: float, theta: 
     reference's enumeration (its windows are the class's windows)."""
     occ = _Occurrences(ref) if occ is None else occ
     r = np.asarray(rewards, dtype=np.float64)
-    lp = log_softmax(theta.reshape(occ.U, occ.V), axis=1)
+    lp = special.log_softmax(theta.reshape(occ.U, occ.V), axis=1)
     seq = occ.seq_logp(lp)
     p = np.exp(seq)
     d = seq - ref.seq_logp
@@ -131,7 +131,7 @@ def _soft_map(ref: Enumeration, occ: _Occurrences, r: np.ndarray, beta: float, l
     num = np.bincount(occ.ids, weights=pi[occ.rows] * G[cm], minlength=occ.U * occ.V).reshape(occ.U, occ.V)
     den = occ.sums(pi)
     Q = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    return log_softmax(ref.win_logp + Q / beta, axis=1)
+    return special.log_softmax(ref.win_logp + Q / beta, axis=1)
 
 
 def _iterate(ref, occ, r, beta, lp, maxiter: int, tol: float) -> tuple[np.ndarray, bool]:
@@ -146,7 +146,7 @@ def _iterate(ref, occ, r, beta, lp, maxiter: int, tol: float) -> tuple[np.ndarra
             return lp, True                                             # token pi never takes may still drift
         alpha = min(1.0, 2 * alpha)
         while True:
-            cand = new if alpha == 1.0 else log_softmax((1 - alpha) * lp + alpha * new, axis=1)
+            cand = new if alpha == 1.0 else special.log_softmax((1 - alpha) * lp + alpha * new, axis=1)
             Jc = window_objective(ref, r, beta, cand, occ)[0]
             if Jc >= J - 1e-14 * max(1.0, abs(J)):        # no fall beyond round-off
                 break
@@ -166,7 +166,7 @@ def _polish(ref, occ, r, beta, lp, gtol: float) -> np.ndarray:
 
     res = minimize(neg, lp.ravel(), jac=True, method="L-BFGS-B",
                    options={"gtol": gtol, "ftol": 1e-16, "maxiter": 1000, "maxcor": 30})
-    return log_softmax(res.x.reshape(occ.U, occ.V), axis=1)
+    return special.log_softmax(res.x.reshape(occ.U, occ.V), axis=1)
 
 
 def window_optimum(ref: Enumeration, rewards: np.ndarray, beta: float, gold: np.ndarray | None = None, *,
@@ -184,7 +184,7 @@ def window_optimum(ref: Enumeration, rewards: np.ndarray, beta: float, gold: np.
     occ = _Occurrences(ref)
     best = None
     for start, lp0 in (("reference", ref.win_logp), ("projection", _projection(ref, occ, r, beta))):
-        lp, converged = _iterate(ref, occ, r, beta, log_softmax(lp0, axis=1), maxiter, tol)
+        lp, converged = _iterate(ref, occ, r, beta, special.log_softmax(lp0, axis=1), maxiter, tol)
         J, g, fig = window_objective(ref, r, beta, lp, occ)
         if np.linalg.norm(g) > gtol:
             lp = _polish(ref, occ, r, beta, lp, gtol)

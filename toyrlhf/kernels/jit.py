@@ -9,6 +9,36 @@ threads run kernels side by side.
 from __future__ import annotations
 
 from numba import njit
+from numba.core import caching
+from numba.core.runtime import rtsys
+
+
+def _load_without_refresh(self, sig, target_context):
+    """numba's Cache.load_overload, less its `target_context.refresh()`.
+
+    That refresh imports and installs every implementation numba has (strings, typed dicts and sets, random
+    generators, datetimes, polynomials, linear algebra, and for the last scipy.linalg): 0.15-0.2 s of a warm run's
+    0.35 s of cache loads, plus 0.19 s of scipy imports, for kernels that were compiled long ago and need none of
+    it. What a loaded kernel does need is set up without it: the C helper and exception symbols when the target
+    context is made, and numba's runtime (its array allocator), initialised here as the refresh would have. A
+    compile still refreshes: numba's compiler does so itself before typing, whatever was loaded before."""
+    rtsys.initialize(target_context)
+    with self._guard_against_spurious_io_errors():
+        return self._load_overload(sig, target_context)
+
+
+def _install_cache_loader() -> bool:
+    """Put `_load_without_refresh` in place when this numba has the internals it relies on (0.58 - 0.68 do);
+    otherwise leave numba alone: only start-up time differs, never a result."""
+    cache = getattr(caching, "Cache", None)
+    needed = ("load_overload", "_load_overload", "_guard_against_spurious_io_errors")
+    if cache is None or not all(hasattr(cache, name) for name in needed) or not hasattr(rtsys, "initialize"):
+        return False
+    cache.load_overload = _load_without_refresh
+    return True
+
+
+CACHE_LOADER_INSTALLED = _install_cache_loader()
 
 
 def _kernel(contract: bool = False, inline: str = "never"):

@@ -3,8 +3,8 @@ explicit next-token distribution (sampling, log-probabilities and its exact entr
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import entr
 
+from .. import special
 from ..tokens import BOS, EOS, OUT_OFFSET, PAD, completion_lengths, decode
 
 
@@ -142,7 +142,7 @@ class Task:
         expected_len = 0.0
         for t in range(self.max_new_tokens):
             probs = self.corpus_probs(prompts[rows], prefix)
-            entropy += weight @ entr(probs).sum(axis=1)
+            entropy += weight @ special.entr(probs).sum(axis=1)
             expected_len += weight.sum()                    # every live node predicts one more token
             # children that continue: any non-EOS token (column 0 is EOS) with nonzero probability
             r, j = np.nonzero(probs[:, 1:] > 0)

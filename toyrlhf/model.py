@@ -294,7 +294,7 @@ class TinyLM(FastPath):
         X = self._contexts(tokens, rows, cols - 1)                     # (N, k)
         if self.fast:
             tcache, logprobs, _ = self._fast_forward(X, 1.0 / temperature, lm=True)   # distinct windows' rows
-            H = tcache.H
+            H = None              # the features stay in tcache, gathered from the memo only if a backward asks
             lp = logprobs[tcache.of_row, targets]
             ent = tcache.ent[tcache.of_row]
         else:

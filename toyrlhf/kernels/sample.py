@@ -33,7 +33,9 @@ def _sample_rows(tokens, P0, T, U, P, b1, W2, b2, V, prefix, inv_temp, bos, pad,
     k = P.shape[0] // V
     n = hi - lo
     R = ROW_BLOCK
-    cap = max(1, n * T)
+    # room for twice the n*T windows the chunk can meet: the rollout's forward then finds them all in the memo
+    # without growing it (its room check counts every window it brings as new: a copy of the memo per step)
+    cap = max(1, 2 * n * T)
     rows = np.empty(cap, dtype=np.int64)          # [:n] used; cap long so that it sizes the hash table
     of_row = np.empty(n, dtype=np.int64)
     Xm = np.empty((cap, k), dtype=np.int64)

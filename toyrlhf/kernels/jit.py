@@ -4,7 +4,8 @@ Every kernel is serial (no `parallel=True`): the fast path's threads are Python 
 rows or columns (`pool.py`), so that a busy core never stalls the others, and so that the first-run compile stays
 short (a parallel kernel took 2-3x the LLVM time of its serial form, measured: 3.3 s against 1.5 s for the LM
 head, most of it re-optimising the inlined exp/tanh helpers in the outlined parallel body). nogil=True lets those
-threads run kernels side by side.
+threads run kernels side by side. It also puts in numba's cache loader without the registry refresh
+(`_load_without_refresh`), the one place the package reaches into numba's internals.
 """
 from __future__ import annotations
 

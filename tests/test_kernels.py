@@ -131,6 +131,7 @@ def test_background_compile_plan_uses_the_signatures_the_model_uses():
         m = small_model("mlp", 0, **kw)
         tokens, mask = random_batch(rng, 7, 20, 2, 2)
         lp, ent, c = m.logp_forward(tokens, mask)
+        m.logp_forward(tokens, mask)                  # the same parameters again: a window-memo lookup
         g = m.logp_backward(rng.normal(size=tokens.shape), c, rng.normal(size=tokens.shape))
         v, vc = m.value_forward(tokens, mask)
         g = g + m.value_backward(rng.normal(size=tokens.shape), vc)
@@ -144,6 +145,47 @@ def test_background_compile_plan_uses_the_signatures_the_model_uses():
         assert before, f"{kernel.py_func.__name__} was not called by the model"
         kernel(*args)
         assert kernel.signatures == before, f"{kernel.py_func.__name__}: the plan's arguments have other types"
+
+
+def _fake_cache(tmp_path, name="forward._mlp_rows-284"):
+    from types import SimpleNamespace
+    return SimpleNamespace(_cache_path=str(tmp_path), _impl=SimpleNamespace(filename_base=name))
+
+
+def _mark(tmp_path, pid, name):
+    from toyrlhf.kernels import jit
+    (tmp_path / jit.COMPILING_MARKER).write_text(f"{pid} {name}")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the helper process is POSIX only")
+def test_a_cache_miss_waits_only_while_a_live_helper_compiles_that_very_kernel(tmp_path):
+    """jit._wait_for_helper: a run that needs a kernel the first-run helper (warmup.py) is compiling right now waits
+    for it instead of compiling it too; it does not wait for another kernel, for its own marker (the helper loading
+    what it compiles) or for a helper that is gone."""
+    import threading
+    import time
+    from toyrlhf.kernels import jit
+    cache = _fake_cache(tmp_path)
+    assert not jit._wait_for_helper(cache)                                   # no helper at all
+    _mark(tmp_path, os.getpid(), "forward._mlp_rows-284")
+    assert not jit._wait_for_helper(cache)                                   # our own marker
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _mark(tmp_path, gone.pid, "forward._mlp_rows-284")
+    assert not jit._wait_for_helper(cache)                                   # a helper that has exited
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _mark(tmp_path, helper.pid, "sample._sample_rows-20")
+        assert not jit._wait_for_helper(cache)                               # compiling another kernel
+        _mark(tmp_path, helper.pid, "forward._mlp_rows-284")
+        done = threading.Timer(0.3, _mark, (tmp_path, helper.pid, "sample._sample_rows-20"))
+        t = time.monotonic()
+        done.start()
+        assert jit._wait_for_helper(cache)                                   # it was compiling this one
+        assert 0.25 < time.monotonic() - t < 10.0                            # and we waited until it moved on
+    finally:
+        helper.kill()
+        helper.wait()
 
 
 def test_blas_single_thread_pins_and_restores():

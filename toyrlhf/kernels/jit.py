@@ -9,6 +9,9 @@ threads run kernels side by side. It also puts in numba's cache loader without t
 """
 from __future__ import annotations
 
+import os
+import time
+
 from numba import njit
 from numba.core import caching
 from numba.core.runtime import rtsys
@@ -25,7 +28,48 @@ def _load_without_refresh(self, sig, target_context):
     compile still refreshes: numba's compiler does so itself before typing, whatever was loaded before."""
     rtsys.initialize(target_context)
     with self._guard_against_spurious_io_errors():
-        return self._load_overload(sig, target_context)
+        cres = self._load_overload(sig, target_context)
+        if cres is None and _wait_for_helper(self):    # the helper has just compiled it: load, do not compile again
+            cres = self._load_overload(sig, target_context)
+        return cres
+
+
+COMPILING_MARKER = "toyrlhf-warmup.compiling"
+"""A file in the kernels' cache folder, 'pid name': the kernel (its cache file name base) that a first run's
+helper process (warmup.py) is compiling now."""
+HELPER_WAIT_SECONDS = 30.0
+"""The longest a cache miss waits for the helper (it compiles one kernel in at most about 2 s)."""
+
+
+def _helper_compiling(cache) -> bool:
+    """Is a live helper process compiling the kernel of numba cache `cache`? POSIX only (os.kill(pid, 0) asks
+    whether the process exists there; on Windows it would end it)."""
+    if os.name != "posix":
+        return False
+    try:
+        with open(os.path.join(cache._cache_path, COMPILING_MARKER)) as f:
+            pid, name = f.read().split()
+        if name != cache._impl.filename_base or int(pid) == os.getpid():   # the helper itself loads it first
+            return False
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _wait_for_helper(cache) -> bool:
+    """Wait while the helper compiles this cache's kernel; True if it was compiling it (then load again).
+
+    Why: this process compiles what it needs now while the helper compiles what it needs later, but the helper
+    can be part-way through a kernel when this process gets to it. Compiling it here too cost a first run 0.4-1.7 s
+    per kernel (measured by benchmarks/bench_compile.py: the sampler, the backward's two largest kernels); the
+    helper finishes it sooner."""
+    deadline = time.monotonic() + HELPER_WAIT_SECONDS
+    waited = False
+    while _helper_compiling(cache) and time.monotonic() < deadline:
+        waited = True
+        time.sleep(0.01)
+    return waited
 
 
 def _install_cache_loader() -> bool:

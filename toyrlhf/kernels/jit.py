@@ -5,7 +5,8 @@ rows or columns (`pool.py`), so that a busy core never stalls the others, and so
 short (a parallel kernel took 2-3x the LLVM time of its serial form, measured: 3.3 s against 1.5 s for the LM
 head, most of it re-optimising the inlined exp/tanh helpers in the outlined parallel body). nogil=True lets those
 threads run kernels side by side. It also puts in numba's cache loader without the registry refresh
-(`_load_without_refresh`), the one place the package reaches into numba's internals.
+(`_load_without_refresh`); with warmup.py's look at numba's cache index, the only places the package reaches into
+numba's internals, both guarded so that a numba without them only starts slower.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def _wait_for_helper(cache) -> bool:
 
 
 def _install_cache_loader() -> bool:
-    """Put `_load_without_refresh` in place when this numba has the internals it relies on (0.58 - 0.68 do);
+    """Put `_load_without_refresh` in place when this numba has the internals it relies on (checked with 0.68);
     otherwise leave numba alone: only start-up time differs, never a result."""
     cache = getattr(caching, "Cache", None)
     needed = ("load_overload", "_load_overload", "_guard_against_spurious_io_errors")

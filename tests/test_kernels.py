@@ -167,8 +167,9 @@ def test_a_cache_miss_waits_only_while_a_live_helper_compiles_that_very_kernel(t
     from toyrlhf.kernels import jit
     cache = _fake_cache(tmp_path)
     assert not jit._wait_for_helper(cache)                                   # no helper at all
-    _mark(tmp_path, os.getpid(), "forward._mlp_rows-284")
-    assert not jit._wait_for_helper(cache)                                   # our own marker
+    from types import SimpleNamespace
+    assert jit.mark_compiling(SimpleNamespace(_cache=cache)) == str(tmp_path / jit.COMPILING_MARKER)
+    assert not jit._wait_for_helper(cache)                                   # our own marker (the helper's writer)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     _mark(tmp_path, gone.pid, "forward._mlp_rows-284")

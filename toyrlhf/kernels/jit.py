@@ -42,9 +42,24 @@ HELPER_WAIT_SECONDS = 30.0
 """The longest a cache miss waits for the helper (it compiles one kernel in at most about 2 s)."""
 
 
+def mark_compiling(kernel) -> str | None:
+    """The helper's side: write 'pid name' of `kernel` into the marker file of its cache folder (atomically) before
+    compiling it; returns the marker's path (None if numba's cache has moved its internals or the write failed)."""
+    try:
+        cache = kernel._cache
+        marker = os.path.join(cache._cache_path, COMPILING_MARKER)
+        tmp = f"{marker}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()} {cache._impl.filename_base}")
+        os.replace(tmp, marker)
+        return marker
+    except (OSError, AttributeError):
+        return None
+
+
 def _helper_compiling(cache) -> bool:
-    """Is a live helper process compiling the kernel of numba cache `cache`? POSIX only (os.kill(pid, 0) asks
-    whether the process exists there; on Windows it would end it)."""
+    """The run's side: is a live helper process compiling the kernel of numba cache `cache` (`mark_compiling`)?
+    POSIX only (os.kill(pid, 0) asks whether the process exists there; on Windows it would end it)."""
     if os.name != "posix":
         return False
     try:

@@ -7,7 +7,7 @@ fast path is first used and some kernel of `PLAN` has no cache entry yet, `start
 `python -m toyrlhf.kernels.warmup`, which calls those kernels once on tiny inputs of the types TinyLM passes,
 last-needed first (sampling, the backward, Adam), so that numba writes them to the shared on-disk cache. This
 process finds them there when it gets to them; if the helper is compiling that very kernel at that moment (its
-marker file, jit.COMPILING_MARKER), it waits for it rather than compile it a second time (jit._wait_for_helper:
+marker file, jit.mark_compiling), it waits for it rather than compile it a second time (jit._wait_for_helper:
 the sampler alone cost 1.2 s more when both compiled it); it compiles a kernel itself when the helper has not got
 to it. Either way the same machine code and the same numbers, only sooner.
 
@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from . import backward, forward, optim, reference, sample
-from .jit import COMPILING_MARKER
+from .jit import mark_compiling
 
 _started = False
 
@@ -137,26 +137,16 @@ def main(lock: str) -> None:
         os.nice(10)             # idle cores only: on a busy machine the run itself must not wait for its helper
     except (AttributeError, OSError):
         pass
-    marker = os.path.join(os.path.dirname(lock), COMPILING_MARKER)
+    markers = set()
     try:
         for kernel, args in _plan():
             if _cached(kernel) is False:
-                _mark(marker, kernel)      # a run that needs this kernel now waits for it (jit._wait_for_helper)
+                markers.add(mark_compiling(kernel))   # a run that needs this kernel now waits for it
                 kernel(*args)
     finally:
-        _release(marker)
+        for marker in markers - {None}:
+            _release(marker)
         _release(lock)
-
-
-def _mark(marker: str, kernel) -> None:
-    """Write 'pid name' of the kernel this helper compiles next into the marker file, atomically."""
-    try:
-        tmp = f"{marker}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(f"{os.getpid()} {kernel._cache._impl.filename_base}")
-        os.replace(tmp, marker)
-    except (OSError, AttributeError):
-        pass
 
 
 if __name__ == "__main__":
